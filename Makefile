@@ -1,0 +1,43 @@
+# Set-up and the two jobs of README.md. Everything installs into .venv from PyPI.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+DEMO_DIR ?= demo-data
+DEMO_EVENTS ?= 200000
+DEMO_SEED ?= 7
+
+.PHONY: run test install lint format bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# The main job: a demo cluster's audit log, ingested into the embedded store, then a report.
+run: install
+	mkdir -p $(DEMO_DIR)
+	rm -f $(DEMO_DIR)/demo.duckdb $(DEMO_DIR)/demo.duckdb.wal $(DEMO_DIR)/demo.duckdb.quarantine.jsonl
+	$(VENV)/bin/kubetrail demo generate --events $(DEMO_EVENTS) --seed $(DEMO_SEED) --end now \
+		--output $(DEMO_DIR)/audit.jsonl
+	$(VENV)/bin/kubetrail ingest $(DEMO_DIR)/audit.jsonl --cluster demo --db $(DEMO_DIR)/demo.duckdb
+	$(VENV)/bin/kubetrail report --db $(DEMO_DIR)/demo.duckdb
+
+# The whole test suite, lint included.
+test: install
+	$(VENV)/bin/ruff check src tests bench
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+
+format: install
+	$(VENV)/bin/ruff format src tests bench
+
+bench: install
+	$(PY) bench/ingest_bench.py
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""``python -m kubetrail``: the same as the ``kubetrail`` command."""
+
+from .cli import main
+
+main()

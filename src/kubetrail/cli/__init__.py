@@ -1,0 +1,21 @@
+"""The ``kubetrail`` command: a thin layer that parses arguments, calls the library and maps
+errors to exit codes (2 for usage errors; other codes as each command documents).
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .ingest import export, ingest, stats
+from .report import report
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="kubetrail")
+def main() -> None:
+    """kubetrail: collect, search, alert on and keep Kubernetes API-server audit logs."""
+
+
+for command in (ingest, export, stats, report):
+    main.add_command(command)

@@ -1,0 +1,141 @@
+"""``kubetrail ingest``, ``export`` and ``stats``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..pipeline import IngestSummary, ingest_paths
+from ..quarantine import Quarantine, quarantine_path
+from ..store import open_store
+from .options import db_option, format_option, handle_errors, print_json
+
+
+@click.command()
+@click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True)
+)
+@click.option("--cluster", default="default", show_default=True, help="Cluster of the events.")
+@db_option
+@format_option
+@handle_errors
+def ingest(paths: tuple[str, ...], cluster: str, db_path: str, output_format: str) -> None:
+    """Read audit events from PATHS (files, .gz, or - for stdin) into the store.
+
+    Accepts JSON lines of Events or EventLists (audit.k8s.io/v1 and v1beta1) and whole
+    EventList documents. Refused records go, with their reason, to DB.quarantine.jsonl.
+    Exit status: 0 when every record was stored or was a duplicate, 1 when any was refused,
+    2 on usage errors.
+    """
+    quarantine = Quarantine(quarantine_path(db_path))
+    store = open_store(db_path)
+    try:
+        with _progress() as advance:
+            summary = ingest_paths(
+                store, list(paths), cluster, quarantine=quarantine, progress=advance
+            )
+    finally:
+        quarantine.close()
+        store.close()
+    if not summary.rejected:
+        summary.quarantine = None
+    if output_format == "json":
+        print_json(summary.as_dict())
+    else:
+        _print_summary(summary)
+    sys.exit(1 if summary.rejected else 0)
+
+
+class _progress:
+    """A progress line on a terminal (stderr), nothing otherwise."""
+
+    def __enter__(self) -> object:
+        if not sys.stderr.isatty():
+            return None
+        self._bar = Progress(
+            SpinnerColumn(),
+            TextColumn("ingesting: {task.completed:,} records"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._bar.start()
+        task = self._bar.add_task("ingest", total=None)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if hasattr(self, "_bar"):
+            self._bar.stop()
+
+
+def _print_summary(summary: IngestSummary) -> None:
+    rate = summary.read / summary.seconds if summary.seconds > 0 else 0.0
+    click.echo(
+        f"read {summary.read:,}  stored {summary.stored:,}  duplicates {summary.duplicates:,}  "
+        f"rejected {summary.rejected:,}  ({summary.seconds:.1f} s, {rate:,.0f} records/s)"
+    )
+    for reason, count in summary.rejected_by_reason.most_common():
+        click.echo(f"  rejected {count:,}: {reason}")
+    if summary.rejected:
+        click.echo(f"rejected records and their reasons: {summary.quarantine}")
+
+
+@click.command()
+@db_option
+@click.option("--cluster", default=None, help="Only this cluster's events.")
+@handle_errors
+def export(db_path: str, cluster: str | None) -> None:
+    """Write the stored events as JSON lines (after redaction), in time order."""
+    store = open_store(db_path, read_only=True)
+    out = sys.stdout
+    try:
+        for line in store.export(cluster):
+            out.write(line)
+            out.write("\n")
+        out.flush()
+    finally:
+        store.close()
+
+
+@click.command()
+@db_option
+@format_option
+@handle_errors
+def stats(db_path: str, output_format: str) -> None:
+    """Events by cluster, stage and verb, and the time range covered."""
+    store = open_store(db_path, read_only=True)
+    try:
+        result = store.stats()
+    finally:
+        store.close()
+    if output_format == "json":
+        print_json(
+            {
+                "total": result.total,
+                "first": result.first.isoformat() + "Z" if result.first else None,
+                "last": result.last.isoformat() + "Z" if result.last else None,
+                "by_cluster": result.by_cluster,
+                "by_stage": result.by_stage,
+                "by_verb": result.by_verb,
+            }
+        )
+        return
+    console = Console()
+    first = result.first.isoformat(sep=" ") if result.first else "-"
+    last = result.last.isoformat(sep=" ") if result.last else "-"
+    console.print(f"{result.total:,} events, from {first} to {last} (UTC)")
+    for title, counts in (
+        ("cluster", result.by_cluster),
+        ("stage", result.by_stage),
+        ("verb", result.by_verb),
+    ):
+        table = Table(title=f"events by {title}", title_justify="left")
+        table.add_column(title)
+        table.add_column("events", justify="right")
+        for key, count in counts.items():
+            table.add_row(key, f"{count:,}")
+        console.print(table)
