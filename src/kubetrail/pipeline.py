@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from .model.decode import Rejection, decode_records
-from .model.normalize import normalize
+from .model.decode import Rejection
+from .model.normalize import normalize_records
 from .quarantine import Quarantine
 from .sources.files import Record, iter_records, source_name
 from .store.base import BatchMeta, Store
@@ -147,11 +147,11 @@ def ingest_batches(
 
 
 def _prepare(source: str, records: list[Record], cluster: str, redact: bool) -> _Batch:
-    chunk = decode_records(records, source, redact=redact)
     meta = BatchMeta(cluster=cluster, source=source, batch_id=uuid.uuid4().hex)
-    normalized = normalize(chunk, cluster=cluster, source=source, batch_id=meta.batch_id)
-    rejections = chunk.rejections + normalized.rejections
-    return _Batch(normalized.table, meta, rejections, chunk.records)
+    normalized = normalize_records(
+        records, cluster=cluster, source=source, batch_id=meta.batch_id, redact=redact
+    )
+    return _Batch(normalized.table, meta, normalized.rejections, normalized.records)
 
 
 def _commit(

@@ -9,8 +9,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from conftest import EDGE_FILES, EVENT_FILES, PARTIAL_FILES, read_json_lines
 from kubetrail.cli import main
+from testdata import EDGE_FILES, EVENT_FILES, PARTIAL_FILES, read_json_lines
 
 
 def run(*args: str, input: bytes | None = None):

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from conftest import EDGE_FILES, EVENT_FILES, EVENTLIST_FILE, PARTIAL_FILES, read_json_lines
 from kubetrail.model import decode_records
 from kubetrail.model.decode import TruncatedRecord
 from kubetrail.sources.files import iter_records
+from testdata import EDGE_FILES, EVENT_FILES, EVENTLIST_FILE, PARTIAL_FILES, read_json_lines
 
 GOOD = {
     "kind": "Event",

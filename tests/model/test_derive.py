@@ -1,34 +1,45 @@
-"""Derived fields: actor kind, service account, exec command, stage finality."""
+"""Derived columns: actor kind, service account, exec command, stage finality, latency."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+import pyarrow as pa
 import pytest
 
-from kubetrail.model.derive import actor_kind, exec_command, is_final, service_account
-
-
-@pytest.mark.parametrize(
-    ("username", "kind"),
-    [
-        ("alice@example.com", "human"),
-        ("kubernetes-admin", "human"),
-        ("system:serviceaccount:ci:jenkins", "serviceaccount"),
-        ("system:node:worker-1", "node"),
-        ("system:kube-scheduler", "system"),
-        ("system:apiserver", "system"),
-        ("system:anonymous", "anonymous"),
-        ("", "anonymous"),
-        (None, "anonymous"),
-    ],
+from kubetrail.model.derive import (
+    actor_kind,
+    commands,
+    exec_command,
+    is_final,
+    latency_ms,
+    service_account,
 )
-def test_actor_kind(username, kind):
-    assert actor_kind(username) == kind
+
+USERS = [
+    ("alice@example.com", "human"),
+    ("kubernetes-admin", "human"),
+    ("system:serviceaccount:ci:jenkins", "serviceaccount"),
+    ("system:node:worker-1", "node"),
+    ("system:kube-scheduler", "system"),
+    ("system:apiserver", "system"),
+    ("system:anonymous", "anonymous"),
+    (None, "anonymous"),
+]
+
+
+def test_actor_kind():
+    names = pa.array([u for u, _ in USERS], pa.string())
+    assert actor_kind(names).to_pylist() == [kind for _, kind in USERS]
 
 
 def test_service_account():
-    assert service_account("system:serviceaccount:ci:jenkins") == ("ci", "jenkins")
-    assert service_account("system:serviceaccount:broken") == (None, None)
-    assert service_account("alice") == (None, None)
+    names = pa.array(
+        ["system:serviceaccount:ci:jenkins", "system:serviceaccount:broken", "a", None]
+    )
+    namespace, name = service_account(names)
+    assert namespace.to_pylist() == ["ci", None, None, None]
+    assert name.to_pylist() == ["jenkins", None, None, None]
 
 
 def test_exec_command_is_decoded_and_quoted():
@@ -39,6 +50,9 @@ def test_exec_command_is_decoded_and_quoted():
     assert exec_command(uri) == "sh -c 'cat /etc/shadow'"
     assert exec_command("/api/v1/namespaces/p/pods/x/exec?container=a") is None
     assert exec_command("/api/v1/namespaces/p/pods/x/exec?command=") == "''"
+    uris = pa.array([uri, uri, "/api/v1/namespaces/p/pods/x/attach?container=a"])
+    subs = pa.array(["exec", None, "attach"])
+    assert commands(uris, subs).to_pylist() == ["sh -c 'cat /etc/shadow'", None, None]
 
 
 @pytest.mark.parametrize(
@@ -48,9 +62,19 @@ def test_exec_command_is_decoded_and_quoted():
         ("Panic", 500, "a", True),
         ("RequestReceived", None, "a", False),
         ("ResponseStarted", 101, "a", False),
+        ("ResponseStarted", 403, "a", False),
         ("ResponseStarted", 401, None, True),
         ("ResponseStarted", 400, None, True),
     ],
 )
 def test_is_final(stage, code, user, final):
-    assert is_final(stage, code, user) is final
+    result = is_final(
+        pa.array([stage]), pa.array([code], pa.int32()), pa.array([user], pa.string())
+    )
+    assert result.to_pylist() == [final]
+
+
+def test_latency_ms():
+    start = pa.array([datetime(2024, 1, 1, 0, 0, 0)], pa.timestamp("us"))
+    end = pa.array([datetime(2024, 1, 1, 0, 0, 1, 500)], pa.timestamp("us"))
+    assert latency_ms(start, end).to_pylist() == [1000.5]

@@ -7,9 +7,9 @@ from datetime import datetime
 
 import pytest
 
-from conftest import EVENT_FILES, read_json_lines
 from kubetrail.model import EVENT_SCHEMA, decode_records, normalize
 from kubetrail.sources.files import iter_records
+from testdata import EVENT_FILES, read_json_lines
 
 
 def _table(path):

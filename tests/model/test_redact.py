@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from conftest import EVENTS
 from kubetrail.model import decode_records
 from kubetrail.model.redact import LAST_APPLIED, REDACTED, redact_event
 from kubetrail.sources.files import iter_records
+from testdata import EVENTS
 
 
 def _event(resource: str, body_key: str, body: object) -> dict:

@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-from conftest import EVENTLIST_FILE, EVENTS, read_json_lines
 from kubetrail.errors import SourceError
 from kubetrail.model import decode_records, load_events
 from kubetrail.model.decode import TruncatedRecord
 from kubetrail.sources import files
 from kubetrail.sources.files import iter_records
+from testdata import EVENTLIST_FILE, EVENTS, read_json_lines
 
 SAMPLE = EVENTS / "audit2rbac-demo-v1.jsonl"
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import EVENT_FILES, EVENTLIST_FILE, read_json_lines
 from kubetrail.errors import StoreError
 from kubetrail.model import decode_records, normalize
 from kubetrail.model.redact import REDACTED
 from kubetrail.pipeline import ingest_paths
 from kubetrail.store import BatchMeta, open_store
+from testdata import EVENT_FILES, EVENTLIST_FILE, read_json_lines
 
 SAMPLE = EVENT_FILES[0]
 

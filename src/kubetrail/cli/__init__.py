@@ -7,7 +7,9 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .demo import demo
 from .ingest import export, ingest, stats
+from .query import query
 from .report import report
 
 
@@ -17,5 +19,5 @@ def main() -> None:
     """kubetrail: collect, search, alert on and keep Kubernetes API-server audit logs."""
 
 
-for command in (ingest, export, stats, report):
+for command in (ingest, export, stats, report, query, demo):
     main.add_command(command)

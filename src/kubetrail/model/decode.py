@@ -176,7 +176,7 @@ def _accept(
         chunk.rejections.append(_reject(chunk, line_no, index, *problem, raw, redact))
         return
     redacted = False
-    if redact and might_need_redaction(raw):
+    if redact and might_need_redaction(raw, head.level):
         raw, redacted = _redacted(raw)
     chunk.heads.append(head)
     chunk.raws.append(raw.strip())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import msgspec
 
 
-class UserInfo(msgspec.Struct, omit_defaults=True):
+class UserInfo(msgspec.Struct, omit_defaults=True, gc=False):
     """``authentication/v1.UserInfo``."""
 
     username: str | None = None
@@ -19,7 +19,7 @@ class UserInfo(msgspec.Struct, omit_defaults=True):
     groups: list[str] | None = None
 
 
-class ObjectReference(msgspec.Struct, omit_defaults=True):
+class ObjectReference(msgspec.Struct, omit_defaults=True, gc=False):
     """``audit.k8s.io/v1.ObjectReference``."""
 
     resource: str | None = None
@@ -30,14 +30,14 @@ class ObjectReference(msgspec.Struct, omit_defaults=True):
     subresource: str | None = None
 
 
-class ResponseStatus(msgspec.Struct, omit_defaults=True):
+class ResponseStatus(msgspec.Struct, omit_defaults=True, gc=False):
     """The fields of ``metav1.Status`` that kubetrail indexes."""
 
     code: int | None = None
     reason: str | None = None
 
 
-class EventHead(msgspec.Struct, omit_defaults=True):
+class EventHead(msgspec.Struct, omit_defaults=True, gc=False):
     """The indexed fields of one audit Event (or the envelope of an EventList).
 
     ``items`` is only set for an ``EventList`` document: each item stays raw JSON so that it can

@@ -24,11 +24,17 @@ _SECRET_FIELDS = ("data", "stringData")
 _BODIES = ("requestObject", "responseObject")
 
 
-def might_need_redaction(line: bytes) -> bool:
-    """Cheap byte test: can this raw event hold a value that :func:`redact_event` removes?"""
-    return (b'"requestObject"' in line or b'"responseObject"' in line) and (
-        b"ecret" in line or b"Token" in line
-    )
+_NO_BODIES = frozenset({"Metadata", "None"})
+
+
+def might_need_redaction(line: bytes, level: str | None = None) -> bool:
+    """Cheap test: can this raw event hold a value that :func:`redact_event` removes?
+
+    Events at level Metadata carry no request or response body, so nothing to look for.
+    """
+    if level in _NO_BODIES:
+        return False
+    return b"ecret" in line or b"Token" in line
 
 
 def redact_event(event: dict[str, Any]) -> bool:

@@ -128,3 +128,20 @@ STAGES: tuple[str, ...] = ("RequestReceived", "ResponseStarted", "ResponseComple
 LEVELS: tuple[str, ...] = ("None", "Metadata", "Request", "RequestResponse")
 #: Actor kinds of the ``actor_kind`` column.
 ACTOR_KINDS: tuple[str, ...] = ("human", "serviceaccount", "node", "system", "anonymous")
+
+#: Columns computed from other columns or from the ingest context, not read from the event.
+DERIVED_COLUMNS: frozenset[str] = frozenset(
+    {
+        "cluster",
+        "is_final",
+        "actor_kind",
+        "sa_namespace",
+        "sa_name",
+        "latency_ms",
+        "command",
+        "source",
+        "batch_id",
+    }
+)
+#: The columns read from the event itself (both decoding paths produce exactly these).
+BASE_SCHEMA: pa.Schema = pa.schema([f for f in EVENT_SCHEMA if f.name not in DERIVED_COLUMNS])

@@ -84,9 +84,10 @@ def check_event(head: EventHead) -> Problem | None:
     Returns:
         ``(reason, detail)`` for the first problem found, else ``None``.
     """
-    for name in _REQUIRED:
-        if not getattr(head, name):
-            return (f"missing required field '{name}'", f"the event has no {name}")
+    if not (head.auditID and head.stage and head.verb and head.requestURI):
+        for name in _REQUIRED:
+            if not getattr(head, name):
+                return (f"missing required field '{name}'", f"the event has no {name}")
     if not (head.requestReceivedTimestamp or head.stageTimestamp or head.timestamp):
         return (
             "missing timestamp",
@@ -101,8 +102,8 @@ def check_event(head: EventHead) -> Problem | None:
 
 def _check_request(head: EventHead) -> Problem | None:
     verb = head.verb or ""
-    path = (head.requestURI or "").split("?", 1)[0]
-    ref = head.objectRef
+    uri = head.requestURI or ""  # the query string follows the path, so prefixes of the
+    ref = head.objectRef  # path and of the whole URI are the same
     if ref is None:
         # Non-resource requests carry the lower-case HTTP method, whatever it is.
         if not (verb.isascii() and verb.isalpha() and verb.islower()):
@@ -110,12 +111,12 @@ def _check_request(head: EventHead) -> Problem | None:
         return None
     if verb not in RESOURCE_VERBS:
         return ("unknown verb", f"verb {verb!r} is not a Kubernetes verb")
-    if not (path.startswith("/api/") or path.startswith("/apis/")):
+    if not uri.startswith(("/api/", "/apis/")):
         return (
             "objectRef on a non-resource path",
             f"requestURI {head.requestURI!r} is not under /api or /apis but objectRef is set",
         )
-    core = path.startswith("/api/") and not ref.apiGroup
+    core = uri.startswith("/api/") and not ref.apiGroup
     if core and ref.resource is not None and ref.resource not in CORE_RESOURCES:
         return ("unknown core resource", f"resource {ref.resource!r} is not in the core group")
     return None

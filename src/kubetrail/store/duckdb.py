@@ -27,6 +27,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import StoreError
 from ..model.schema import COLUMN_NAMES, EVENT_SCHEMA
@@ -75,11 +76,7 @@ _META_DDL = "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VAR
 # behind an earlier request's auditID.
 _INSERT_NEW = f"""
 INSERT INTO {EVENTS_TABLE}
-SELECT b.* FROM (
-    SELECT * FROM _batch
-    QUALIFY row_number() OVER (
-        PARTITION BY cluster, audit_id, stage, request_received ORDER BY 1) = 1
-) AS b
+SELECT b.* FROM _batch AS b
 ANTI JOIN (
     SELECT cluster, audit_id, stage, request_received FROM {EVENTS_TABLE}
     WHERE cluster = $cluster AND request_received BETWEEN $lo AND $hi
@@ -148,8 +145,10 @@ class DuckDBStore:
             raise StoreError("batch does not have the event schema")
         if table.num_rows == 0:
             return WriteResult(0, 0)
+        received = table.num_rows
+        table = _first_of_each_key(table)
         times = table.column("request_received")
-        lo, hi = pa.compute.min(times).as_py(), pa.compute.max(times).as_py()
+        lo, hi = pc.min(times).as_py(), pc.max(times).as_py()
         with self._lock, _translated("cannot write the batch"):
             con = self._con
             con.register("_batch", table)
@@ -165,9 +164,9 @@ class DuckDBStore:
                             meta.batch_id,
                             meta.cluster,
                             meta.source,
-                            table.num_rows,
+                            received,
                             stored,
-                            table.num_rows - stored,
+                            received - stored,
                             lo,
                             hi,
                         ],
@@ -178,7 +177,7 @@ class DuckDBStore:
                     raise
             finally:
                 con.unregister("_batch")
-        return WriteResult(stored=stored, duplicates=table.num_rows - stored)
+        return WriteResult(stored=stored, duplicates=received - stored)
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
         """Run compiled SQL with bound parameters; see :meth:`Store.query`."""
@@ -271,6 +270,19 @@ class DuckDBStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_KEY = ["cluster", "audit_id", "stage", "request_received"]
+
+
+def _first_of_each_key(table: pa.Table) -> pa.Table:
+    """Drop rows of the batch that repeat an earlier row's key (a file ingested twice at once)."""
+    indexed = table.select(_KEY).append_column("_i", pa.array(range(table.num_rows), pa.int64()))
+    firsts = indexed.group_by(_KEY, use_threads=False).aggregate([("_i", "min")])
+    if firsts.num_rows == table.num_rows:
+        return table
+    keep = firsts.column("_i_min")
+    return table.take(pc.take(keep, pc.sort_indices(keep)))
 
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[Any]:
