@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..pipeline import IngestSummary, ingest_paths
 from ..quarantine import Quarantine, quarantine_path
-from ..store import open_store
+from ..store import INGEST_SETTINGS, open_store
 from .options import db_option, format_option, handle_errors, print_json
 
 
@@ -32,7 +32,7 @@ def ingest(paths: tuple[str, ...], cluster: str, db_path: str, output_format: st
     2 on usage errors.
     """
     quarantine = Quarantine(quarantine_path(db_path))
-    store = open_store(db_path)
+    store = open_store(db_path, **INGEST_SETTINGS)
     try:
         with _progress() as advance:
             summary = ingest_paths(

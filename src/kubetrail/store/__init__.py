@@ -7,12 +7,14 @@ use only the protocol, so engines can be swapped by configuration.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .base import EVENTS_TABLE, BatchMeta, Store, StoreStats, WriteResult
 from .duckdb import DuckDBStore
 
 __all__ = [
     "EVENTS_TABLE",
+    "INGEST_SETTINGS",
     "BatchMeta",
     "DuckDBStore",
     "Store",
@@ -22,11 +24,24 @@ __all__ = [
 ]
 
 
-def open_store(path: str | Path, *, read_only: bool = False) -> DuckDBStore:
+#: Settings for a bulk import: the engine keeps to one core and a small cache, leaving the
+#: other core and the memory to decoding (see docs/benchmarks.md).
+INGEST_SETTINGS: dict[str, Any] = {"memory_limit": "128MB", "threads": 1}
+
+
+def open_store(
+    path: str | Path,
+    *,
+    read_only: bool = False,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> DuckDBStore:
     """Open (or create) the embedded store at ``path``.
 
     Args:
         path: the database file; ``":memory:"`` for a throw-away store.
         read_only: open for queries only (several readers may share the file).
+        memory_limit: the engine's memory limit (``"128MB"``); default: the engine's own.
+        threads: the engine's worker threads; default: one per core.
     """
-    return DuckDBStore(path, read_only=read_only)
+    return DuckDBStore(path, read_only=read_only, memory_limit=memory_limit, threads=threads)

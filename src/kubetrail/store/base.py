@@ -8,7 +8,7 @@ from the engine itself: user values travel as parameters, never pasted into the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -70,6 +70,13 @@ class Store(Protocol):
 
         ``table`` has :data:`kubetrail.model.schema.EVENT_SCHEMA`. Events already stored
         (same cluster, auditID, stage and request time) are skipped and counted as duplicates.
+        """
+        ...
+
+    def write_batches(self, tables: Iterable[pa.Table], meta: BatchMeta) -> WriteResult:
+        """Store several tables as one batch, atomically, consuming them one at a time.
+
+        Lets a file import make large batches (fast to commit) without holding one in memory.
         """
         ...
 

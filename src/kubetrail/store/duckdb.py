@@ -19,7 +19,7 @@ Each batch is one transaction: after a crash the batch is either fully stored or
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,6 +114,8 @@ class DuckDBStore:
             config["threads"] = threads
         with _translated(f"cannot open {self.path}"):
             self._con = duckdb.connect(self.path, read_only=read_only, config=config)
+        # DuckDB prints a progress bar on stdout for long statements: never in a tool's output.
+        _run(self._con, "SET enable_progress_bar = false")
         self._lock = threading.Lock()
         if not read_only:
             self._create_schema()
@@ -141,42 +143,52 @@ class DuckDBStore:
 
     def write_batch(self, table: pa.Table, meta: BatchMeta) -> WriteResult:
         """Store one batch in one transaction; see :meth:`Store.write_batch`."""
-        if table.schema != EVENT_SCHEMA:
-            raise StoreError("batch does not have the event schema")
-        if table.num_rows == 0:
-            return WriteResult(0, 0)
-        received = table.num_rows
-        table = _first_of_each_key(table)
-        times = table.column("request_received")
-        lo, hi = pc.min(times).as_py(), pc.max(times).as_py()
+        return self.write_batches([table], meta)
+
+    def write_batches(self, tables: Iterable[pa.Table], meta: BatchMeta) -> WriteResult:
+        """Store several tables as one batch, in one transaction; see :meth:`Store.write_batches`.
+
+        The tables are inserted as they come, so a large batch never sits whole in memory: a
+        transaction of a row group (122,880 rows) or more lets DuckDB write it straight to the
+        file instead of through the write-ahead log, about twice as fast.
+        """
+        received = stored = 0
+        lo: datetime | None = None
+        hi: datetime | None = None
         with self._lock, _translated("cannot write the batch"):
             con = self._con
-            con.register("_batch", table)
+            _run(con, "BEGIN TRANSACTION")
             try:
-                _run(con, "BEGIN TRANSACTION")
-                try:
-                    row = _first(con, _INSERT_NEW, {"cluster": meta.cluster, "lo": lo, "hi": hi})
-                    stored = int(row[0]) if row else 0
+                for table in tables:
+                    if table.schema != EVENT_SCHEMA:
+                        raise StoreError("batch does not have the event schema")
+                    if table.num_rows == 0:
+                        continue
+                    received += table.num_rows
+                    table = _first_of_each_key(table)
+                    times = table.column("request_received")
+                    first, last = pc.min(times).as_py(), pc.max(times).as_py()
+                    lo = first if lo is None else min(lo, first)
+                    hi = last if hi is None else max(hi, last)
+                    con.register("_batch", table)
+                    try:
+                        row = _first(
+                            con, _INSERT_NEW, {"cluster": meta.cluster, "lo": first, "hi": last}
+                        )
+                    finally:
+                        con.unregister("_batch")
+                    stored += int(row[0]) if row else 0
+                if received:
+                    counts = (received - stored, lo, hi)
                     _run(
                         con,
                         "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
-                        [
-                            meta.batch_id,
-                            meta.cluster,
-                            meta.source,
-                            received,
-                            stored,
-                            received - stored,
-                            lo,
-                            hi,
-                        ],
+                        [meta.batch_id, meta.cluster, meta.source, received, stored, *counts],
                     )
-                    _run(con, "COMMIT")
-                except BaseException:
-                    _run(con, "ROLLBACK")
-                    raise
-            finally:
-                con.unregister("_batch")
+                _run(con, "COMMIT")
+            except BaseException:
+                _run(con, "ROLLBACK")
+                raise
         return WriteResult(stored=stored, duplicates=received - stored)
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:

@@ -1,0 +1,181 @@
+"""DDL of the ClickHouse engine, for one node or for a cluster (ON CLUSTER, replicated).
+
+Layout (the same column names and meanings as the embedded store, from
+:data:`kubetrail.model.schema.EVENT_SCHEMA`):
+
+* ``events``: ``ReplacingMergeTree`` ordered by ``(cluster, request_received, audit_id, stage)``
+  and partitioned by day. The sorting key is also the deduplication key of the embedded store
+  (cluster, auditID, stage, request time), so re-delivered events collapse into one row when parts
+  merge, and queries read with ``FINAL`` (see ``clickhouse.py``). Because the request time is in
+  the key, all copies of an event fall into the same daily partition, which lets ``FINAL`` skip
+  merging across partitions.
+* ``batches``: one row per written batch (MergeTree).
+* ``meta``: the schema version.
+
+On a cluster, ``events_local``/``batches_local`` are ``ReplicatedReplacingMergeTree`` /
+``ReplicatedMergeTree`` on every node and ``events``/``batches`` are ``Distributed`` tables over
+them, sharded by ``cityHash64(cluster, audit_id)``: every copy and every stage of a request lands
+on one shard, so per-shard ``FINAL`` deduplicates exactly.
+
+Retention is per cluster: one ``TTL ... DELETE WHERE cluster = ...`` rule per configured cluster
+and one for all others (https://clickhouse.com/docs/engines/table-engines/mergetree-family/mergetree#table_engine-mergetree-ttl).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pyarrow as pa
+
+from ..model.schema import EVENT_SCHEMA
+
+SCHEMA_VERSION = 1
+#: The retention key for every cluster without a retention of its own.
+OTHERS = "*"
+
+_LC = "LowCardinality(Nullable(String))"
+_KEY_COLUMNS = {
+    "cluster": "LowCardinality(String)",
+    "audit_id": "String",
+    "stage": "LowCardinality(String)",
+}
+#: Columns with few distinct values: dictionary-encoded (LowCardinality).
+_LOW_CARDINALITY = frozenset(
+    {
+        "level", "verb", "username", "actor_kind", "sa_namespace", "sa_name", "user_agent",
+        "api_group", "api_version", "resource", "subresource", "namespace", "response_reason",
+        "decision", "event_version", "source",
+    }
+)  # fmt: skip
+_TYPES = {
+    pa.string(): "Nullable(String)",
+    pa.list_(pa.string()): "Array(String)",
+    pa.int32(): "Nullable(Int32)",
+    pa.bool_(): "Nullable(Bool)",
+    pa.float64(): "Nullable(Float64)",
+    pa.timestamp("us"): "Nullable(DateTime64(6, 'UTC'))",
+}
+_SPECIAL = {
+    "is_final": "Bool",
+    "request_received": "DateTime64(6, 'UTC')",
+    "user_groups": "Array(LowCardinality(String))",
+    "raw": "String CODEC(ZSTD(3))",
+}
+ORDER_BY = "(cluster, request_received, audit_id, stage)"
+SHARDING_KEY = "cityHash64(cluster, audit_id)"
+
+
+def column_type(name: str, arrow_type: pa.DataType) -> str:
+    """The ClickHouse type of one event column."""
+    if name in _KEY_COLUMNS:
+        return _KEY_COLUMNS[name]
+    if name in _SPECIAL:
+        return _SPECIAL[name]
+    if name in _LOW_CARDINALITY:
+        return _LC
+    return _TYPES[arrow_type]
+
+
+def ttl_clause(retention: Mapping[str, int]) -> str:
+    """One TTL rule per cluster with its own retention, and one for the others (key ``*``).
+
+    An empty mapping keeps events forever, like the embedded store (``""``: no TTL clause).
+    """
+    expiry = "toDateTime(request_received) + toIntervalDay({days})"
+    named = {name: days for name, days in sorted(retention.items()) if name != OTHERS}
+    rules = [
+        f"{expiry.format(days=int(days))} DELETE WHERE cluster = {_quote(name)}"
+        for name, days in named.items()
+    ]
+    if OTHERS in retention:
+        default = expiry.format(days=int(retention[OTHERS])) + " DELETE"
+        others = " AND ".join(f"cluster != {_quote(name)}" for name in named)
+        rules.append(f"{default} WHERE {others}" if others else default)
+    return "TTL " + ",\n    ".join(rules) if rules else ""
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _ident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _columns() -> str:
+    lines = [f"    {f.name} {column_type(f.name, f.type)}" for f in EVENT_SCHEMA]
+    lines.append("    INDEX audit_id_bloom audit_id TYPE bloom_filter(0.01) GRANULARITY 4")
+    return ",\n".join(lines)
+
+
+_BATCH_COLUMNS = """    batch_id String,
+    cluster LowCardinality(String),
+    source String,
+    received UInt32,
+    stored UInt32,
+    duplicates UInt32,
+    first_time Nullable(DateTime64(6, 'UTC')),
+    last_time Nullable(DateTime64(6, 'UTC')),
+    committed_at DateTime64(6, 'UTC')"""
+
+
+def schema_ddl(
+    database: str,
+    *,
+    cluster: str | None = None,
+    retention: Mapping[str, int] | None = None,
+) -> list[str]:
+    """The statements that create kubetrail's tables, in order (all ``IF NOT EXISTS``).
+
+    Args:
+        database: the database to create and fill.
+        cluster: a cluster of ``remote_servers``: ON CLUSTER DDL, replicated local tables and
+            Distributed tables; ``None`` for one server.
+        retention: days to keep per kubetrail cluster name (``{"prod": 400, "*": 30}``, where
+            ``*`` is every other cluster); empty or ``None`` keeps events forever.
+    """
+    db = _ident(database)
+    ttl = ttl_clause(retention or {})
+    ttl = f"{ttl}\n" if ttl else ""
+    on = f" ON CLUSTER {_ident(cluster)}" if cluster else ""
+    events = "events_local" if cluster else "events"
+    batches = "batches_local" if cluster else "batches"
+    if cluster:
+        path = "'/clickhouse/tables/{shard}/{database}/%s', '{replica}'"
+        replacing = f"ReplicatedReplacingMergeTree({path % events})"
+        merge = f"ReplicatedMergeTree({path % batches})"
+        # One replication group over every node: each node holds the whole (tiny) meta table.
+        meta_engine = (
+            "ReplicatedReplacingMergeTree('/clickhouse/tables/{database}/meta', '{replica}')"
+        )
+    else:
+        replacing, merge, meta_engine = "ReplacingMergeTree", "MergeTree", "ReplacingMergeTree"
+    statements = [
+        f"CREATE DATABASE IF NOT EXISTS {db}{on}",
+        f"CREATE TABLE IF NOT EXISTS {db}.{events}{on} (\n{_columns()}\n)\n"
+        f"ENGINE = {replacing}\nPARTITION BY toDate(request_received)\nORDER BY {ORDER_BY}\n"
+        f"{ttl}SETTINGS index_granularity = 8192",
+        f"CREATE TABLE IF NOT EXISTS {db}.{batches}{on} (\n{_BATCH_COLUMNS}\n)\n"
+        f"ENGINE = {merge}\nPARTITION BY toYYYYMM(committed_at)\nORDER BY (cluster, committed_at)",
+        f"CREATE TABLE IF NOT EXISTS {db}.meta{on} (key String, value String)\n"
+        f"ENGINE = {meta_engine}\nORDER BY key",
+    ]
+    if cluster:
+        for table, local in (("events", events), ("batches", batches)):
+            key = SHARDING_KEY if table == "events" else "cityHash64(batch_id)"
+            statements.append(
+                f"CREATE TABLE IF NOT EXISTS {db}.{table}{on} AS {db}.{local}\n"
+                f"ENGINE = Distributed({_ident(cluster)}, {db}, {local}, {key})"
+            )
+    return statements
+
+
+def retention_ddl(
+    database: str, retention: Mapping[str, int], *, cluster: str | None = None
+) -> str:
+    """``ALTER TABLE`` that applies a new retention to stored and future events."""
+    table = "events_local" if cluster else "events"
+    on = f" ON CLUSTER {_ident(cluster)}" if cluster else ""
+    ttl = ttl_clause(retention)
+    action = f"MODIFY {ttl}" if ttl else "REMOVE TTL"
+    return f"ALTER TABLE {_ident(database)}.{table}{on} {action}"
