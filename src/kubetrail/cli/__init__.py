@@ -9,6 +9,7 @@ import click
 from .. import __version__
 from .demo import demo
 from .ingest import export, ingest, stats
+from .policy import policy
 from .query import query
 from .report import report
 
@@ -19,5 +20,5 @@ def main() -> None:
     """kubetrail: collect, search, alert on and keep Kubernetes API-server audit logs."""
 
 
-for command in (ingest, export, stats, report, query, demo):
+for command in (ingest, export, stats, report, query, policy, demo):
     main.add_command(command)
