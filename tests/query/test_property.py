@@ -45,10 +45,13 @@ def quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("*", "\\*") + '"'
 
 
-text_value = st.one_of(
+plain_value = st.one_of(
     st.sampled_from(SAMPLES).map(quote),
-    st.sampled_from(SAMPLES).map(lambda s: quote(s[:2])[:-1] + '*"'),
     st.text(ALPHABET, max_size=6).map(quote),
+)
+text_value = st.one_of(
+    plain_value,
+    st.sampled_from(SAMPLES).map(lambda s: quote(s[:2])[:-1] + '*"'),
     st.text(ALPHABET, max_size=4).map(lambda s: quote(s)[:-1] + '*"'),
 )
 regex = st.sampled_from(["^sys", "s$", "[0-9]+", "(get|list)", "a.c", "^$", "Pod|pod"])
@@ -81,9 +84,8 @@ def term(draw: Any) -> str:
     op = draw(st.sampled_from(["=", "!=", ":", "~", "<", ">="]))
     if op == "~":
         return f"{name}~{quote(draw(regex)).replace(chr(92) + '*', '*')}"
-    value = draw(text_value)
-    if op in ("<", ">=") and "*" in value.replace("\\*", ""):
-        op = "="
+    # Wildcards only go with =, !=, : and in; ordering compares take plain values.
+    value = draw(plain_value if op in ("<", ">=") else text_value)
     return f"{name}{op}{value}"
 
 
