@@ -24,7 +24,10 @@ from kubetrail.demo import generate_events
 from kubetrail.pipeline import ingest_paths
 from kubetrail.store import INGEST_SETTINGS, open_store
 
-COLUMNS = "audit_id, stage, is_final, verb, username, resource, namespace, response_code, request_received"
+COLUMNS = (
+    "audit_id, stage, is_final, verb, username, resource, namespace, response_code, "
+    "request_received"
+)
 
 QUESTIONS = {
     "count by verb": "SELECT verb, count(*) FROM events WHERE is_final GROUP BY verb",
