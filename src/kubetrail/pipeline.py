@@ -17,11 +17,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import Protocol
 
 import pyarrow as pa
 
-from .model.decode import Rejection
-from .model.normalize import normalize_records
+from .model.decode import DecodedChunk, Rejection, decode_records
+from .model.gcpause import gc_paused
+from .model.normalize import normalize, normalize_records
 from .quarantine import Quarantine
 from .sources.files import Record, iter_records, source_name
 from .store.base import BatchMeta, Store
@@ -37,7 +39,10 @@ BATCH_RECORDS = 65_536
 
 @dataclass
 class IngestSummary:
-    """What an ingest did. ``read == stored + duplicates + rejected`` always holds."""
+    """What an ingest did.
+
+    ``read == stored + duplicates + rejected + dropped_by_policy`` always holds.
+    """
 
     read: int = 0
     stored: int = 0
@@ -46,6 +51,8 @@ class IngestSummary:
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
     quarantine: str | None = None
     seconds: float = 0.0
+    #: Events a collector-side audit policy chose not to keep (intentional, not errors).
+    dropped_by_policy: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """The JSON shape of ``kubetrail ingest --format json``."""
@@ -56,6 +63,7 @@ class IngestSummary:
             "rejected": self.rejected,
             "quarantine": self.quarantine,
             "rejected_by_reason": dict(self.rejected_by_reason.most_common()),
+            "dropped_by_policy": self.dropped_by_policy,
             "seconds": round(self.seconds, 3),
         }
 
@@ -66,6 +74,15 @@ class _Chunk:
     table: pa.Table
     rejections: list[Rejection]
     records: int
+    dropped: int = 0
+
+
+class EventTransform(Protocol):
+    """A transform of decoded events before storage (a collector-side audit policy)."""
+
+    def apply_chunk(self, chunk: DecodedChunk) -> int:
+        """Change the chunk in place; return how many events it dropped on purpose."""
+        ...
 
 
 ProgressCallback = Callable[[int], None]
@@ -81,6 +98,7 @@ def ingest_paths(
     progress: ProgressCallback | None = None,
     chunk_records: int = CHUNK_RECORDS,
     batch_records: int = BATCH_RECORDS,
+    transform: EventTransform | None = None,
 ) -> IngestSummary:
     """Ingest files (or ``-`` for stdin) into a store.
 
@@ -94,6 +112,8 @@ def ingest_paths(
         chunk_records: records decoded at a time (memory bound).
         batch_records: records per stored batch (unit of atomicity). A batch never spans two
             files.
+        transform: applied to decoded events before storage, e.g. a collector-side audit
+            policy (:class:`kubetrail.policy.transform.PolicyTransform`).
 
     Returns:
         The counts of what was read, stored, skipped as duplicate and refused.
@@ -118,6 +138,7 @@ def ingest_paths(
         redact=redact,
         progress=progress,
         batch_records=batch_records,
+        transform=transform,
     )
 
 
@@ -130,6 +151,7 @@ def ingest_batches(
     redact: bool = True,
     progress: ProgressCallback | None = None,
     batch_records: int = BATCH_RECORDS,
+    transform: EventTransform | None = None,
 ) -> IngestSummary:
     """Decode ``(source, records)`` chunks and store them in batches; see :func:`ingest_paths`.
 
@@ -158,7 +180,7 @@ def ingest_batches(
         for source, records in chunks:
             if failure:
                 break
-            pending.put(_decode(source, records, cluster, redact))
+            pending.put(_decode(source, records, cluster, redact, transform))
     finally:
         pending.put(None)
         writer.join()
@@ -168,11 +190,24 @@ def ingest_batches(
     return summary
 
 
-def _decode(source: str, records: list[Record], cluster: str, redact: bool) -> _Chunk:
-    normalized = normalize_records(
-        records, cluster=cluster, source=source, batch_id="", redact=redact
-    )
-    return _Chunk(source, normalized.table, normalized.rejections, normalized.records)
+def _decode(
+    source: str,
+    records: list[Record],
+    cluster: str,
+    redact: bool,
+    transform: EventTransform | None,
+) -> _Chunk:
+    if transform is None:
+        normalized = normalize_records(
+            records, cluster=cluster, source=source, batch_id="", redact=redact
+        )
+        return _Chunk(source, normalized.table, normalized.rejections, normalized.records)
+    with gc_paused():
+        chunk = decode_records(records, source, redact=redact)
+        read = chunk.records
+        dropped = transform.apply_chunk(chunk)
+        normalized = normalize(chunk, cluster=cluster, source=source, batch_id="")
+    return _Chunk(source, normalized.table, normalized.rejections, read, dropped)
 
 
 class _BatchFeed:
@@ -206,6 +241,7 @@ class _BatchFeed:
             self._next = None
             records += chunk.records
             taken.read += chunk.records
+            taken.dropped_by_policy += chunk.dropped
             taken.rejected += len(chunk.rejections)
             taken.rejected_by_reason.update(r.reason for r in chunk.rejections)
             yield chunk
@@ -243,6 +279,7 @@ def _commit_batch(
     summary.stored += result.stored
     summary.duplicates += result.duplicates
     summary.read += taken.read
+    summary.dropped_by_policy += taken.dropped_by_policy
     summary.rejected += taken.rejected
     summary.rejected_by_reason.update(taken.rejected_by_reason)
     if progress is not None:

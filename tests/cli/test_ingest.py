@@ -108,3 +108,38 @@ def test_the_installed_command_runs():
         [sys.executable, "-m", "kubetrail", "--help"], capture_output=True, text=True, check=True
     )
     assert "ingest" in out.stdout
+
+
+def test_collector_side_policy_keeps_what_the_api_server_would_have_written(db_path, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "apiVersion: audit.k8s.io/v1\n"
+        "kind: Policy\n"
+        "omitStages: [RequestReceived]\n"
+        "rules:\n"
+        "- level: None\n"
+        "  verbs: [get, list, watch]\n"
+        "- level: Metadata\n"
+    )
+    paths = [str(p) for p in EVENT_FILES]
+    result = run(
+        "ingest", *paths, "--db", str(db_path), "--policy", str(policy), "--format", "json"
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    expected = {
+        (e["auditID"], e["stage"], e.get("requestReceivedTimestamp") or e.get("timestamp"))
+        for p in EVENT_FILES
+        for e in read_json_lines(p)
+        if e["verb"] not in ("get", "list", "watch") and e["stage"] != "RequestReceived"
+    }
+    assert summary["stored"] == len(expected)
+    assert summary["read"] == (
+        summary["stored"]
+        + summary["duplicates"]
+        + summary["rejected"]
+        + summary["dropped_by_policy"]
+    )
+    exported = [json.loads(x) for x in run("export", "--db", str(db_path)).output.splitlines()]
+    assert {e["level"] for e in exported} == {"Metadata"}
+    assert not any("requestObject" in e or "responseObject" in e for e in exported)

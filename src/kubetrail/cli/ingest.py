@@ -10,6 +10,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..pipeline import IngestSummary, ingest_paths
+from ..policy.transform import PolicyConfig
 from ..quarantine import Quarantine, quarantine_path
 from ..store import INGEST_SETTINGS, open_store
 from .options import db_option, format_option, handle_errors, print_json
@@ -20,10 +21,18 @@ from .options import db_option, format_option, handle_errors, print_json
     "paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True)
 )
 @click.option("--cluster", default="default", show_default=True, help="Cluster of the events.")
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Apply this audit Policy before storing, as kube-apiserver would have (collector side).",
+)
 @db_option
 @format_option
 @handle_errors
-def ingest(paths: tuple[str, ...], cluster: str, db_path: str, output_format: str) -> None:
+def ingest(
+    paths: tuple[str, ...], cluster: str, policy_path: str | None, db_path: str, output_format: str
+) -> None:
     """Read audit events from PATHS (files, .gz, or - for stdin) into the store.
 
     Accepts JSON lines of Events or EventLists (audit.k8s.io/v1 and v1beta1) and whole
@@ -31,12 +40,18 @@ def ingest(paths: tuple[str, ...], cluster: str, db_path: str, output_format: st
     Exit status: 0 when every record was stored or was a duplicate, 1 when any was refused,
     2 on usage errors.
     """
+    transform = PolicyConfig(path=policy_path).build() if policy_path else None
     quarantine = Quarantine(quarantine_path(db_path))
     store = open_store(db_path, **INGEST_SETTINGS)
     try:
         with _progress() as advance:
             summary = ingest_paths(
-                store, list(paths), cluster, quarantine=quarantine, progress=advance
+                store,
+                list(paths),
+                cluster,
+                quarantine=quarantine,
+                progress=advance,
+                transform=transform,
             )
     finally:
         quarantine.close()
@@ -78,6 +93,8 @@ def _print_summary(summary: IngestSummary) -> None:
         f"read {summary.read:,}  stored {summary.stored:,}  duplicates {summary.duplicates:,}  "
         f"rejected {summary.rejected:,}  ({summary.seconds:.1f} s, {rate:,.0f} records/s)"
     )
+    if summary.dropped_by_policy:
+        click.echo(f"dropped by the audit policy: {summary.dropped_by_policy:,}")
     for reason, count in summary.rejected_by_reason.most_common():
         click.echo(f"  rejected {count:,}: {reason}")
     if summary.rejected:

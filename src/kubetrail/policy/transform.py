@@ -14,7 +14,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+import msgspec
+
 from kubetrail.errors import ConfigError
+from kubetrail.model.decode import DecodedChunk
+from kubetrail.model.event import HEAD_DECODER
 from kubetrail.policy.apply import apply_decision
 from kubetrail.policy.loader import load_policy_file
 from kubetrail.policy.model import Policy
@@ -76,3 +80,32 @@ class PolicyTransform:
             else:
                 out.append(written)
         return out
+
+    def apply_chunk(self, chunk: DecodedChunk) -> int:
+        """Apply the policy to a decoded chunk in place; return how many events it dropped.
+
+        Each kept event's stored JSON becomes what kube-apiserver would have written under the
+        policy (level set, bodies and managedFields trimmed); its indexed fields are re-read.
+        """
+        kept = DecodedChunk(chunk.source, rejections=chunk.rejections)
+        dropped = 0
+        for head, raw, redacted, position in zip(
+            chunk.heads, chunk.raws, chunk.redacted, chunk.positions, strict=True
+        ):
+            event = msgspec.json.decode(raw)
+            decision = self._judge(event)
+            written = apply_decision(event, decision)
+            if written is None:
+                self.dropped["level-none" if decision.level == "None" else "stage-omitted"] += 1
+                dropped += 1
+                continue
+            if written != event:
+                raw = msgspec.json.encode(written)
+                head = HEAD_DECODER.decode(raw)
+            kept.heads.append(head)
+            kept.raws.append(raw)
+            kept.redacted.append(redacted)
+            kept.positions.append(position)
+        chunk.heads, chunk.raws = kept.heads, kept.raws
+        chunk.redacted, chunk.positions = kept.redacted, kept.positions
+        return dropped
