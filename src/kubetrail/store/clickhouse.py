@@ -3,26 +3,34 @@
 Many stateless collectors write to it and every query runs there; the tables are described in
 :mod:`kubetrail.store.clickhouse_schema`.
 
-Deduplication on (cluster, auditID, stage, request time) has two layers:
+Deduplication on (cluster, auditID, stage, request time) has three layers:
 
 1. Before inserting, a collector asks which keys of its batch are already stored (the primary
    key narrows the lookup to the batch's cluster and time range, the bloom filter to its auditIDs)
-   and inserts only the others. This makes :class:`WriteResult` exact and keeps most duplicates
-   off disk, but two collectors writing the same retried batch at the same moment both see
-   nothing stored and both insert.
-2. ``events`` is a ``ReplacingMergeTree`` whose sorting key is the deduplication key, and every
-   read runs with the setting ``final = 1`` (``FINAL`` on every table that supports it), so the
-   racing copies are never counted twice, before or after the background merge removes them.
+   and inserts only the others. This covers re-ingested files and batches retried after an
+   earlier write completed, and makes :class:`WriteResult` exact when collectors do not race.
+2. The INSERT carries an ``insert_deduplication_token``: a hash of the keys it inserts. When the
+   API server retries a webhook batch and two collectors write it at the same moment, both see
+   nothing stored, insert the same keys under the same token, and ClickHouse keeps one block
+   (``non_replicated_deduplication_window`` / ``replicated_deduplication_window``). The token
+   deliberately ignores the ``batch_id``/``source`` columns, which differ between collectors.
+3. ``events`` is a ``ReplacingMergeTree`` whose sorting key is the deduplication key, and reads
+   run with ``FINAL`` (setting ``final = 1``), so copies that slip past both are never counted,
+   and disappear from disk when parts merge. They slip past when an INSERT is not atomic: a
+   batch spread over several shards (Distributed) or several days (partitions) becomes visible
+   part by part, so a racing collector's check sees some of its keys and inserts the rest under
+   another token. FINAL's price is measured in docs/scale-out.md: it is paid on parts not merged
+   yet. ``exact_reads=False`` skips it, for readers that accept such copies until the merge.
 
-Insert deduplication tokens were rejected: they drop only byte-identical *blocks*, while the
-same events reach two collectors in differently cut batches with different batch ids.
 ClickHouse has no multi-statement transactions: a batch whose events span several days is
 several parts. A failed write may leave part of a batch, which the retry completes without
-duplicates (layer 2); ``batches`` is written after the events.
+duplicates (layer 1); ``batches`` is written after the events.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,16 +43,20 @@ import pyarrow.compute as pc
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from clickhouse_connect.driver.external import ExternalData
 
-from ..errors import StoreError
+from ..errors import ConfigError, StoreError
 from ..model.schema import COLUMN_NAMES, EVENT_SCHEMA
 from .base import EVENTS_TABLE, BatchMeta, StoreStats, WriteResult
-from .clickhouse_arrow import empty_arrow, to_arrow
+from .clickhouse_arrow import bind_positional, empty_arrow, to_arrow
 from .clickhouse_schema import SCHEMA_VERSION, retention_ddl, schema_ddl
 from .duckdb import _first_of_each_key
 
-#: Settings of every read: FINAL everywhere (exact deduplication). Copies of an event always
-#: share a daily partition (the request time is in the key), so FINAL need not merge across them.
-READ_SETTINGS = {"final": 1, "do_not_merge_across_partitions_select_final": 1}
+#: Settings of reads with ``exact_reads`` (the default): FINAL everywhere. Copies of an event
+#: always share a daily partition (the request time is in the key): FINAL need not merge across
+#: partitions.
+EXACT_READ_SETTINGS = {"final": 1, "do_not_merge_across_partitions_select_final": 1}
+#: Settings of reads without ``exact_reads``.
+READ_SETTINGS = {"final": 0}
+_NAME = re.compile(r"[A-Za-z0-9_]+")
 _STAGE_ORDER = "indexOf(['RequestReceived','ResponseStarted','ResponseComplete','Panic'], stage)"
 _EXPORT_ROWS = 10_000
 
@@ -65,6 +77,8 @@ class ClickHouseStore:
         password: its password; default empty.
         retention: days to keep per kubetrail cluster, applied as TTL rules on creation.
         create: create the schema when missing; when false, it must exist already.
+        exact_reads: read with ``FINAL`` (default), so that copies written by racing
+            collectors are never counted, even before parts merge (see above).
         settings: extra ClickHouse settings for the session.
     """
 
@@ -80,8 +94,14 @@ class ClickHouseStore:
         password: str = "",
         retention: Mapping[str, int] | None = None,
         create: bool = True,
+        exact_reads: bool = True,
         settings: Mapping[str, Any] | None = None,
     ) -> None:
+        for name in (database, cluster or "x"):
+            if not _NAME.fullmatch(name):
+                raise ConfigError(
+                    f"'{name}': ClickHouse database and cluster names are [A-Za-z0-9_]"
+                )
         parts = urlsplit(url if "://" in url else f"http://{url}")
         self.url, self.database, self.cluster = url, database, cluster
         with _translated(f"cannot connect to ClickHouse at {url}"):
@@ -94,6 +114,10 @@ class ClickHouseStore:
                 settings=dict(settings or {}),
                 autogenerate_session_id=False,  # stateless: collectors share the client safely
             )
+        # Through a Distributed table, an INSERT returns only once every shard has its rows:
+        # the pipeline acknowledges a batch (and advances checkpoints) on that return.
+        self._insert_settings = {"distributed_foreground_insert": 1} if cluster else {}
+        self.read_settings = dict(EXACT_READ_SETTINGS if exact_reads else READ_SETTINGS)
         if create:
             self.create_schema(retention or {})
         self._check_version()
@@ -103,19 +127,16 @@ class ClickHouseStore:
     # -- schema -------------------------------------------------------------------------------
 
     def create_schema(self, retention: Mapping[str, int] | None = None) -> None:
-        """Create the database and tables when missing, and record the schema version."""
+        """Create the database and tables when missing, and record the schema version.
+
+        A store that exists is left as it is (collectors start without DDL, which on a cluster
+        is ON CLUSTER work); change its retention with :meth:`set_retention`.
+        """
         with _translated("cannot create the schema"):
+            if str(self._client.command(f"EXISTS TABLE {self.database}.meta")) == "1":
+                return
             for statement in schema_ddl(self.database, cluster=self.cluster, retention=retention):
                 self._client.command(statement)
-            if (
-                self._scalar(
-                    f"SELECT count() FROM {self.database}.meta WHERE key = 'schema_version'"
-                )
-                == 0
-            ):
-                self._client.insert(
-                    f"{self.database}.meta", [["schema_version", str(SCHEMA_VERSION)]]
-                )
 
     def set_retention(self, retention: Mapping[str, int]) -> None:
         """Apply per-cluster retention in days (``*``: every other cluster; ``{}``: forever)."""
@@ -142,34 +163,38 @@ class ClickHouseStore:
         return self.write_batches([table], meta)
 
     def write_batches(self, tables: Iterable[pa.Table], meta: BatchMeta) -> WriteResult:
-        """Store several tables as one batch, each inserted as it comes (bounded memory).
+        """Store several tables as one batch: one duplicate check and one INSERT for all.
 
-        Each table's keys are checked against what is stored, including the tables of the
-        same batch inserted before it.
+        ClickHouse wants few large inserts (each makes a part on disk, merged later), so the
+        tables of a batch (the pipeline's chunks, at most ``BATCH_RECORDS`` events) are joined.
         """
-        received = stored = 0
-        lo: datetime | None = None
-        hi: datetime | None = None
+        chunks: list[pa.Table] = []
+        for table in tables:
+            if table.schema != EVENT_SCHEMA:
+                raise StoreError("batch does not have the event schema")
+            if table.num_rows:
+                chunks.append(table)
+        if not chunks:
+            return WriteResult(0, 0)
+        table = pa.concat_tables(chunks)
+        received = table.num_rows
+        table = _first_of_each_key(table)
+        times = table.column("request_received")
+        lo, hi = pc.min(times).as_py(), pc.max(times).as_py()
         with _translated("cannot write the batch"):
-            for table in tables:
-                if table.schema != EVENT_SCHEMA:
-                    raise StoreError("batch does not have the event schema")
-                if table.num_rows == 0:
-                    continue
-                received += table.num_rows
-                table = _first_of_each_key(table)
-                times = table.column("request_received")
-                first, last = pc.min(times).as_py(), pc.max(times).as_py()
-                lo = first if lo is None else min(lo, first)
-                hi = last if hi is None else max(hi, last)
-                table = self._without_stored(table, meta.cluster, first, last)
-                if table.num_rows:
-                    self._client.insert_arrow(EVENTS_TABLE, table, database=self.database)
-                stored += table.num_rows
-            if received:
-                row = [meta.batch_id, meta.cluster, meta.source, received, stored]
-                row += [received - stored, lo, hi, datetime.now(UTC)]
-                self._client.insert(f"{self.database}.batches", [row])
+            table = self._without_stored(table, meta.cluster, lo, hi)
+            if table.num_rows:
+                token = {"insert_deduplication_token": _token(meta.cluster, table)}
+                self._client.insert_arrow(
+                    EVENTS_TABLE,
+                    table,
+                    database=self.database,
+                    settings={**self._insert_settings, **token},
+                )
+            stored = table.num_rows
+            row = [meta.batch_id, meta.cluster, meta.source, received, stored]
+            row += [received - stored, lo, hi, datetime.now(UTC)]
+            self._client.insert(f"{self.database}.batches", [row])
         return WriteResult(stored=stored, duplicates=received - stored)
 
     def _without_stored(
@@ -214,11 +239,13 @@ class ClickHouseStore:
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
         """Run compiled SQL; the Arrow result has the embedded store's types (see ``arrow.py``).
 
-        ``params`` use clickhouse-connect's binding: a mapping for server-side
-        ``{name:Type}`` placeholders, a sequence for ``%s``.
+        ``params``: a mapping binds ClickHouse's own ``{name:Type}`` placeholders; a sequence
+        binds ``?`` placeholders in order, as in the embedded store (see :func:`bind_positional`).
         """
+        if params is not None and not isinstance(params, Mapping):
+            sql, params = bind_positional(sql, params)
         with _translated("query failed"):
-            result = self._client.query(sql, parameters=params or None, settings=READ_SETTINGS)
+            result = self._client.query(sql, parameters=params or None, settings=self.read_settings)
             if result.column_names:
                 return to_arrow(result.column_names, result.column_types, result.result_columns)
             # No rows: the HTTP answer carried no header, so ask for the columns' types.
@@ -267,7 +294,7 @@ class ClickHouseStore:
             stream = self._client.query_row_block_stream(
                 sql,
                 parameters=params,
-                settings={**READ_SETTINGS, "max_block_size": _EXPORT_ROWS},
+                settings={**self.read_settings, "max_block_size": _EXPORT_ROWS},
             )
             with stream:
                 for block in stream:
@@ -320,7 +347,7 @@ class ClickHouseStore:
     def _rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Sequence[Any]]:
         with _translated("query failed"):
             return list(
-                self._client.query(sql, parameters=params, settings=READ_SETTINGS).result_rows
+                self._client.query(sql, parameters=params, settings=self.read_settings).result_rows
             )
 
     def _scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -332,6 +359,17 @@ def _cluster_filter(cluster: str | None) -> tuple[str, dict[str, Any] | None]:
     if cluster is None:
         return "", None
     return " WHERE cluster = {cluster:String}", {"cluster": cluster}
+
+
+def _token(cluster: str, table: pa.Table) -> str:
+    """The same for every collector inserting the same events, whatever their batch ids."""
+    keys = _key_strings(
+        table.column("audit_id"),
+        table.column("stage"),
+        table.column("request_received").cast(pa.int64()),
+    )
+    ordered = pc.take(keys, pc.sort_indices(keys)).to_pylist()
+    return hashlib.sha256("\x1e".join([cluster, *ordered]).encode()).hexdigest()
 
 
 def _key_strings(audit_id: Any, stage: Any, micros: Any) -> pa.Array:

@@ -1,4 +1,5 @@
-"""ClickHouse results as Arrow tables with the types the embedded store gives.
+"""ClickHouse results as Arrow tables with the types the embedded store gives, and parameters
+given the embedded store's way (``?`` in order) bound the ClickHouse way.
 
 ClickHouse's own Arrow output writes ``DateTime`` as ``uint32`` seconds and counts as unsigned
 integers, so a time bucket or a count would differ in type from DuckDB's answer. Results are
@@ -16,6 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from ..errors import StoreError
 
 _WRAPPERS = re.compile(r"^(?:LowCardinality|Nullable|SimpleAggregateFunction)\((.*)\)$")
 _SCALARS: dict[str, pa.DataType] = {
@@ -80,3 +85,45 @@ def empty_arrow(columns: Sequence[tuple[str, str]]) -> pa.Table:
     return pa.table(
         [pa.array([], type=arrow_type(t)) for _, t in columns], names=[n for n, _ in columns]
     )
+
+
+def _param_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "Bool"
+    if isinstance(value, int):
+        return "Int64"
+    if isinstance(value, float):
+        return "Float64"
+    if isinstance(value, datetime):
+        return "DateTime64(6, 'UTC')"
+    return "String"
+
+
+def bind_positional(sql: str, params: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    """Turn ``?`` placeholders into ClickHouse's typed ``{pN:Type}`` server-side parameters.
+
+    The SQL is parsed (so a ``?`` inside a string literal stays text) and every unnamed
+    placeholder, in order, takes the next value; naive datetimes are UTC.
+
+    Raises:
+        StoreError: the SQL does not parse, or the count of values does not match.
+    """
+    # sqlglot writes an unnamed placeholder as ``{?: }`` in ClickHouse SQL (not runnable there):
+    # SQL built with sqlglot for this dialect arrives in that form.
+    sql = sql.replace("{?: }", "?")
+    try:
+        tree = sqlglot.parse_one(sql, read="clickhouse")
+    except sqlglot.errors.ParseError as exc:
+        raise StoreError(f"cannot bind parameters: {exc}") from exc
+    holes = [p for p in tree.find_all(exp.Placeholder) if p.this is None]
+    if len(holes) != len(params):
+        raise StoreError(f"{len(holes)} placeholders, {len(params)} parameters")
+    named: dict[str, Any] = {}
+    for index, (hole, value) in enumerate(zip(holes, params, strict=True)):
+        name = f"p{index}"
+        kind = exp.DataType.build(_param_type(value), dialect="clickhouse")
+        hole.replace(exp.Placeholder(this=exp.var(name), kind=kind))
+        if isinstance(value, datetime):
+            value = _naive(value).isoformat(sep=" ", timespec="microseconds")
+        named[name] = value
+    return tree.sql(dialect="clickhouse"), named

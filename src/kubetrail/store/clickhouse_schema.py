@@ -27,11 +27,16 @@ from collections.abc import Mapping
 
 import pyarrow as pa
 
+from ..errors import ConfigError
 from ..model.schema import EVENT_SCHEMA
 
 SCHEMA_VERSION = 1
 #: The retention key for every cluster without a retention of its own.
 OTHERS = "*"
+#: Inserted blocks whose deduplication token each table remembers.
+DEDUP_WINDOW = 10_000
+#: The longest retention: ``Date`` arithmetic ends in 2149.
+MAX_RETENTION_DAYS = 36_500
 
 _LC = "LowCardinality(Nullable(String))"
 _KEY_COLUMNS = {
@@ -81,7 +86,13 @@ def ttl_clause(retention: Mapping[str, int]) -> str:
 
     An empty mapping keeps events forever, like the embedded store (``""``: no TTL clause).
     """
-    expiry = "toDateTime(request_received) + toIntervalDay({days})"
+    for name, days in retention.items():
+        if not 1 <= int(days) <= MAX_RETENTION_DAYS:
+            raise ConfigError(
+                f"retention of '{name}': {days} days is not in 1..{MAX_RETENTION_DAYS}"
+            )
+    # Whole days as ``Date`` (up to 2149): ``DateTime`` would wrap after 2106.
+    expiry = "toDate(request_received) + toIntervalDay({days})"
     named = {name: days for name, days in sorted(retention.items()) if name != OTHERS}
     rules = [
         f"{expiry.format(days=int(days))} DELETE WHERE cluster = {_quote(name)}"
@@ -125,7 +136,9 @@ def schema_ddl(
     cluster: str | None = None,
     retention: Mapping[str, int] | None = None,
 ) -> list[str]:
-    """The statements that create kubetrail's tables, in order (all ``IF NOT EXISTS``).
+    """The statements that create kubetrail's tables, in order, and record the schema version.
+
+    Every statement can run again without effect (``IF NOT EXISTS``, a replacing ``meta``).
 
     Args:
         database: the database to create and fill.
@@ -140,6 +153,10 @@ def schema_ddl(
     on = f" ON CLUSTER {_ident(cluster)}" if cluster else ""
     events = "events_local" if cluster else "events"
     batches = "batches_local" if cluster else "batches"
+    # Blocks remembered for insert_deduplication_token (see store/clickhouse.py, layer 2).
+    dedup_window = (
+        f"{'replicated' if cluster else 'non_replicated'}_deduplication_window = {DEDUP_WINDOW}"
+    )
     if cluster:
         path = "'/clickhouse/tables/{shard}/{database}/%s', '{replica}'"
         replacing = f"ReplicatedReplacingMergeTree({path % events})"
@@ -154,12 +171,14 @@ def schema_ddl(
         f"CREATE DATABASE IF NOT EXISTS {db}{on}",
         f"CREATE TABLE IF NOT EXISTS {db}.{events}{on} (\n{_columns()}\n)\n"
         f"ENGINE = {replacing}\nPARTITION BY toDate(request_received)\nORDER BY {ORDER_BY}\n"
-        f"{ttl}SETTINGS index_granularity = 8192",
+        f"{ttl}SETTINGS {dedup_window}",
         f"CREATE TABLE IF NOT EXISTS {db}.{batches}{on} (\n{_BATCH_COLUMNS}\n)\n"
         f"ENGINE = {merge}\nPARTITION BY toYYYYMM(committed_at)\nORDER BY (cluster, committed_at)",
         f"CREATE TABLE IF NOT EXISTS {db}.meta{on} (key String, value String)\n"
         f"ENGINE = {meta_engine}\nORDER BY key",
     ]
+    # Rows of ``meta`` replace each other by key: running this again changes nothing.
+    version = f"INSERT INTO {db}.meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}')"
     if cluster:
         for table, local in (("events", events), ("batches", batches)):
             key = SHARDING_KEY if table == "events" else "cityHash64(batch_id)"
@@ -167,6 +186,7 @@ def schema_ddl(
                 f"CREATE TABLE IF NOT EXISTS {db}.{table}{on} AS {db}.{local}\n"
                 f"ENGINE = Distributed({_ident(cluster)}, {db}, {local}, {key})"
             )
+    statements.append(version)
     return statements
 
 

@@ -35,6 +35,8 @@ class StoreConfig:
         password: its password.
         retention: days to keep per kubetrail cluster (``{"prod": 400, "*": 30}``).
         read_only: open the store for queries only.
+        exact_reads: ClickHouse reads with FINAL, never counting racing collectors' copies
+            before parts merge (default; see ``kubetrail.store.clickhouse``).
     """
 
     engine: str = "duckdb"
@@ -46,6 +48,7 @@ class StoreConfig:
     password: str = ""
     retention: Mapping[str, int] = field(default_factory=dict)
     read_only: bool = False
+    exact_reads: bool = True
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -136,4 +139,5 @@ def open_configured_store(config: StoreConfig) -> Store:
         password=config.password,
         retention=config.retention,
         create=not config.read_only,
+        exact_reads=config.exact_reads,
     )
