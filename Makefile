@@ -6,7 +6,7 @@ DEMO_DIR ?= demo-data
 DEMO_EVENTS ?= 200000
 DEMO_SEED ?= 7
 
-.PHONY: run test install lint format bench clean
+.PHONY: run report test install lint format bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,14 +16,22 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# The main job: a demo cluster's audit log, ingested into the embedded store, then a report.
+# The main job: the server on the embedded store, loaded with a demo cluster's audit log
+# (ending now); it prints its URL and the admin token it created. Ctrl-C stops it.
 run: install
 	mkdir -p $(DEMO_DIR)
-	rm -f $(DEMO_DIR)/demo.duckdb $(DEMO_DIR)/demo.duckdb.wal $(DEMO_DIR)/demo.duckdb.quarantine.jsonl
+	rm -f $(DEMO_DIR)/demo.duckdb $(DEMO_DIR)/demo.duckdb.wal \
+		$(DEMO_DIR)/demo.duckdb.quarantine.jsonl $(DEMO_DIR)/demo.duckdb.auth.json
+	$(VENV)/bin/kubetrail serve --demo --demo-events $(DEMO_EVENTS) --db $(DEMO_DIR)/demo.duckdb
+
+# The earlier main job, still useful without a server: demo data → store → report.
+report: install
+	mkdir -p $(DEMO_DIR)
+	rm -f $(DEMO_DIR)/report.duckdb $(DEMO_DIR)/report.duckdb.wal
 	$(VENV)/bin/kubetrail demo generate --events $(DEMO_EVENTS) --seed $(DEMO_SEED) --end now \
 		--output $(DEMO_DIR)/audit.jsonl
-	$(VENV)/bin/kubetrail ingest $(DEMO_DIR)/audit.jsonl --cluster demo --db $(DEMO_DIR)/demo.duckdb
-	$(VENV)/bin/kubetrail report --db $(DEMO_DIR)/demo.duckdb
+	$(VENV)/bin/kubetrail ingest $(DEMO_DIR)/audit.jsonl --cluster demo --db $(DEMO_DIR)/report.duckdb
+	$(VENV)/bin/kubetrail report --db $(DEMO_DIR)/report.duckdb
 
 # The whole test suite, lint included.
 test: install

@@ -148,3 +148,10 @@ def test_truncated_record_is_refused_with_its_size():
     [rejection] = chunk.rejections
     assert rejection.reason == "record too large"
     assert "99000000" in rejection.detail
+
+
+def test_json_nested_beyond_the_decoders_depth_is_one_refused_record():
+    deep = b'{"kind":"Event","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    chunk = _decode(deep, _line(auditID="next"))
+    assert [r.reason for r in chunk.rejections] == ["nested too deeply"]
+    assert [h.auditID for h in chunk.heads] == ["next"]

@@ -7,11 +7,14 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .certs import certs
+from .collect import collect
 from .demo import demo
 from .ingest import export, ingest, stats
 from .policy import policy
 from .query import query
 from .report import report
+from .serve import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -20,5 +23,5 @@ def main() -> None:
     """kubetrail: collect, search, alert on and keep Kubernetes API-server audit logs."""
 
 
-for command in (ingest, export, stats, report, query, policy, demo):
+for command in (serve, collect, ingest, export, stats, report, query, policy, certs, demo):
     main.add_command(command)

@@ -112,6 +112,9 @@ def _decode_one(chunk: DecodedChunk, line_no: int | None, raw: bytes, redact: bo
         return
     try:
         head = HEAD_DECODER.decode(raw)
+    except RecursionError:
+        chunk.rejections.append(_nested_too_deeply(chunk, line_no, None, raw))
+        return
     except msgspec.ValidationError as exc:
         reason = _shape_reason(raw, exc)
         chunk.rejections.append(_reject(chunk, line_no, None, reason, str(exc), raw, redact))
@@ -147,6 +150,9 @@ def _decode_list(
         item_raw = bytes(item)
         try:
             head = HEAD_DECODER.decode(item_raw)
+        except RecursionError:
+            chunk.rejections.append(_nested_too_deeply(chunk, line_no, index, item_raw))
+            continue
         except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
             reason = _shape_reason(item_raw, exc)
             chunk.rejections.append(
@@ -201,6 +207,14 @@ def _reject(
     redact: bool,
 ) -> Rejection:
     return Rejection(chunk.source, line_no, index, reason, detail, quarantine_bytes(raw, redact))
+
+
+def _nested_too_deeply(
+    chunk: DecodedChunk, line_no: int | None, index: int | None, raw: bytes
+) -> Rejection:
+    detail = "the JSON nests deeper than the decoder allows"
+    withheld = _withheld(raw, True)
+    return Rejection(chunk.source, line_no, index, "nested too deeply", detail, withheld)
 
 
 def quarantine_bytes(raw: bytes, redact: bool) -> bytes:

@@ -1,0 +1,259 @@
+"""The configuration file of ``kubetrail serve`` and ``kubetrail collect`` (one YAML file).
+
+Every section is a dataclass; :func:`load_config` builds them from YAML and refuses unknown
+keys with a "did you mean" hint and the dotted path of the key (``server.limits.max_body``).
+Secrets never need to be in the file: tokens are stored as SHA-256 hashes, and environment
+variables override them (``KUBETRAIL_CLUSTER_TOKEN_<NAME>``, ``KUBETRAIL_ADMIN_TOKEN``,
+``KUBETRAIL_COLLECT_TOKEN``). Every key is documented in ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from .errors import ConfigError
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass
+class TLSConfig:
+    """TLS of the server: certificate, key and the CA that signs client certificates."""
+
+    cert: str | None = None
+    key: str | None = None
+    client_ca: str | None = None
+
+
+@dataclass
+class LimitsConfig:
+    """Bounds on what one request and the write queue may hold."""
+
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_decompressed_bytes: int = 128 * 1024 * 1024
+    max_pending_batches: int = 16
+    parse_workers: int = 2
+    retry_after_seconds: int = 1
+
+
+@dataclass
+class ClusterConfig:
+    """One cluster allowed to send events.
+
+    Attributes:
+        name: the cluster name stored with every event it sends.
+        token_sha256: hex SHA-256 hashes of its bearer tokens.
+        cert_names: client-certificate CN or DNS SAN values that identify it (default: ``name``).
+    """
+
+    name: str = ""
+    token_sha256: list[str] = field(default_factory=list)
+    cert_names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ServerConfig:
+    """Settings of ``kubetrail serve``."""
+
+    listen: str = "127.0.0.1:8080"
+    db: str = "kubetrail.duckdb"
+    redact: bool = True
+    demo: bool = False
+    demo_events: int = 50_000
+    admin_token_sha256: list[str] = field(default_factory=list)
+    drain_seconds: int = 30
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    clusters: list[ClusterConfig] = field(default_factory=list)
+
+
+@dataclass
+class CollectConfig:
+    """Settings of ``kubetrail collect``."""
+
+    file: str = "/var/log/kubernetes/audit/audit.log"
+    checkpoint: str | None = None
+    server: str | None = None
+    token: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    ca: str | None = None
+    db: str | None = None
+    cluster: str = "default"
+    batch_lines: int = 400
+    poll_seconds: float = 0.5
+    max_backoff_seconds: float = 30.0
+
+
+@dataclass
+class Config:
+    """The whole configuration file."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+
+
+def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a configuration file; ``None`` gives the defaults.
+
+    Args:
+        path: the YAML file, or ``None``.
+        env: the environment whose secrets override the file (default ``os.environ``).
+
+    Raises:
+        ConfigError: the file cannot be read, or a key or value is invalid (the message names
+            the key).
+    """
+    data: Any = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    config = parse_config(data, where=str(path or "<defaults>"))
+    apply_env(config, os.environ if env is None else env)
+    return config
+
+
+def parse_config(data: Any, where: str = "<config>") -> Config:
+    """Build a :class:`Config` from decoded YAML; see :func:`load_config`."""
+    config = _build(Config, data, where, "")
+    validate(config, where)
+    return config
+
+
+def apply_env(config: Config, env: Mapping[str, str]) -> None:
+    """Apply secret overrides from the environment (plain tokens are hashed here)."""
+    from .web.auth import hash_token  # the one place tokens are hashed
+
+    by_env = {_env_name(c.name): c for c in config.server.clusters}
+    for key, value in env.items():
+        if key.startswith("KUBETRAIL_CLUSTER_TOKEN_") and value:
+            suffix = key.removeprefix("KUBETRAIL_CLUSTER_TOKEN_")
+            cluster = by_env.get(suffix)
+            if cluster is None:
+                cluster = ClusterConfig(name=suffix.lower().replace("_", "-"))
+                config.server.clusters.append(cluster)
+                by_env[suffix] = cluster
+            cluster.token_sha256.append(hash_token(value))
+    if token := env.get("KUBETRAIL_ADMIN_TOKEN"):
+        config.server.admin_token_sha256.append(hash_token(token))
+    if token := env.get("KUBETRAIL_COLLECT_TOKEN"):
+        config.collect.token = token
+
+
+def _env_name(cluster: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "_", cluster.upper())
+
+
+def validate(config: Config, where: str) -> None:
+    """Check values that types alone cannot (names, hashes, listen address, bounds)."""
+    server = config.server
+    parse_listen(server.listen, f"{where}: server.listen")
+    seen: set[str] = set()
+    for i, cluster in enumerate(server.clusters):
+        key = f"server.clusters[{i}]"
+        if not _NAME.match(cluster.name):
+            raise ConfigError(f"{where}: {key}.name: {cluster.name!r} is not a valid cluster name")
+        if cluster.name in seen:
+            raise ConfigError(f"{where}: {key}.name: cluster {cluster.name!r} is listed twice")
+        seen.add(cluster.name)
+        for h in cluster.token_sha256:
+            if not _SHA256.match(h):
+                raise ConfigError(
+                    f"{where}: {key}.token_sha256: expected 64 lowercase hex digits "
+                    "(see `kubetrail certs hash-token`)"
+                )
+    for h in server.admin_token_sha256:
+        if not _SHA256.match(h):
+            raise ConfigError(f"{where}: server.admin_token_sha256: expected 64 hex digits")
+    if bool(server.tls.cert) != bool(server.tls.key):
+        raise ConfigError(f"{where}: server.tls: cert and key must be given together")
+    if server.tls.client_ca and not server.tls.cert:
+        raise ConfigError(f"{where}: server.tls.client_ca needs server.tls.cert and key")
+    for name in (
+        "max_body_bytes",
+        "max_decompressed_bytes",
+        "max_pending_batches",
+        "parse_workers",
+    ):
+        if getattr(server.limits, name) < 1:
+            raise ConfigError(f"{where}: server.limits.{name}: must be at least 1")
+
+
+def parse_listen(value: str, key: str = "listen") -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[::1]:8080`` for IPv6).
+
+    Raises:
+        ConfigError: the value is not ``HOST:PORT`` with a port in 0..65535.
+    """
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{key}: {value!r} is not HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: {prefix or 'the file'}: expected a mapping")
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            near = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else f"; known keys: {', '.join(names)}"
+            raise ConfigError(f"{where}: {dotted}: unknown key{hint}")
+        values[key] = _convert(hints[key], value, where, dotted)
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, where: str, key: str) -> Any:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(options[0], value, where, key)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where, key + ".")  # type: ignore[arg-type]
+    if origin is list:
+        (item,) = get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key}: expected a list")
+        return [_convert(item, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: {key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ConfigError(f"{where}: {key}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{where}: {key}: unsupported value {value!r}")  # pragma: no cover
