@@ -269,11 +269,7 @@ def _commit_batch(
             # Quarantine first: a refused record is on disk before its batch counts as done.
             if quarantine is not None:
                 quarantine.write(chunk.rejections)
-            yield chunk.table.set_column(
-                chunk.table.schema.get_field_index("batch_id"),
-                "batch_id",
-                pa.repeat(pa.scalar(meta.batch_id, pa.string()), chunk.table.num_rows),
-            )
+            yield chunk.table
 
     result = store.write_batches(tables(), meta)
     summary.stored += result.stored

@@ -233,3 +233,19 @@ def test_delete_accepts_aware_and_naive_cutoffs(store):
     total = store.count()
     assert store.delete_older_than(newest + timedelta(seconds=1)) == total
     assert store.count() == 0
+
+
+def test_write_group_commits_several_batches_with_their_own_results(store):
+    lines = list(enumerate(SAMPLE.read_bytes().splitlines(), 1))
+    chunk = decode_records(lines, "t")
+    table = normalize(chunk, cluster="c", source="t", batch_id="").table
+    first, overlap = table.slice(0, 10), table.slice(5, 10)
+    results = store.write_group(
+        [(first, BatchMeta("c", "t", "g1")), (overlap, BatchMeta("c", "t", "g2"))]
+    )
+    assert [(r.stored, r.duplicates) for r in results] == [(10, 0), (5, 5)]
+    rows = store.query("SELECT batch_id, stored FROM batches ORDER BY batch_id").to_pylist()
+    assert rows == [{"batch_id": "g1", "stored": 10}, {"batch_id": "g2", "stored": 5}]
+    assert store.count() == 15
+    per_batch = store.query("SELECT batch_id, count(*) AS n FROM events GROUP BY 1 ORDER BY 1")
+    assert per_batch.to_pylist() == [{"batch_id": "g1", "n": 10}, {"batch_id": "g2", "n": 5}]
