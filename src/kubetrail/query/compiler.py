@@ -131,8 +131,7 @@ _LOOKUP = "_lookup"
 
 def _audit_id_lookup(expr: ast.Expr) -> ast.Compare | None:
     """The ``id="…"`` term that every row of the result must satisfy, if there is one."""
-    items = expr.items if isinstance(expr, ast.And) else (expr,)
-    for item in items:
+    for item in _conjuncts(expr):
         if (
             isinstance(item, ast.Compare)
             and item.op == "="
@@ -142,6 +141,12 @@ def _audit_id_lookup(expr: ast.Expr) -> ast.Compare | None:
         ):
             return item
     return None
+
+
+def _conjuncts(expr: ast.Expr) -> list[ast.Expr]:
+    if isinstance(expr, ast.And):
+        return [term for item in expr.items for term in _conjuncts(item)]
+    return [expr]
 
 
 class _Builder:
