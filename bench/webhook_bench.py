@@ -101,7 +101,8 @@ class _server:
             [
                 sys.executable,
                 "-m",
-                "kubetrail.cli.serve",
+                "kubetrail",
+                "serve",
                 "--db",
                 str(self.db),
                 "--listen",

@@ -57,7 +57,7 @@ def _port() -> int:
 def _run_serve(args: list[str], log: Path, url: str) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kubetrail.cli.serve", *args], stdout=out, stderr=out
+            [sys.executable, "-m", "kubetrail", "serve", *args], stdout=out, stderr=out
         )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

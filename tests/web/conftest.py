@@ -110,7 +110,7 @@ class ServeProcess:
         assert self.log is not None
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "kubetrail.cli.serve", *self.args],
+                [sys.executable, "-m", "kubetrail", "serve", *self.args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},

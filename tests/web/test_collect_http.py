@@ -48,7 +48,7 @@ def collector(tmp_path: Path) -> Iterator[Any]:
     def start(*args: str) -> subprocess.Popen[bytes]:
         log = open(tmp_path / "collect.log", "ab")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kubetrail.cli.collect", *args],
+            [sys.executable, "-m", "kubetrail", "collect", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

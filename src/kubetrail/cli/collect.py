@@ -148,7 +148,3 @@ def _sender(cfg: CollectConfig, stopping: threading.Event) -> tuple[Callable[[An
         store.close()
 
     return send, close
-
-
-if __name__ == "__main__":  # `python -m kubetrail.cli.collect`, used by the tests
-    collect()

@@ -122,7 +122,3 @@ def _apply_flags(
         raise ConfigError("--tls-cert and --tls-key must be given together")
     if config.tls.client_ca and not config.tls.cert:
         raise ConfigError("--client-ca needs --tls-cert and --tls-key")
-
-
-if __name__ == "__main__":  # `python -m kubetrail.cli.serve`, used by the tests
-    serve()
