@@ -32,9 +32,9 @@ from .store.base import BatchMeta, Store
 CHUNK_RECORDS = 4_096
 #: Records per stored batch (one transaction). Large transactions commit about twice as fast as
 #: small ones, but DuckDB keeps the Arrow buffers of a transaction's inserts alive until it
-#: commits (about 1.8 KB per 1.2 KB event): 65,536 keeps that near 120 MB. Measured in
+#: commits (about 1.8 KB per 1.2 KB event): 49,152 keeps that near 90 MB. Measured in
 #: docs/benchmarks.md.
-BATCH_RECORDS = 65_536
+BATCH_RECORDS = 49_152
 
 
 @dataclass

@@ -237,7 +237,7 @@ class ClickHouseStore:
     # -- reads --------------------------------------------------------------------------------
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
-        """Run compiled SQL; the Arrow result has the embedded store's types (see ``arrow.py``).
+        """Run compiled SQL; the result has the embedded store's Arrow types (``clickhouse_arrow``).
 
         ``params``: a mapping binds ClickHouse's own ``{name:Type}`` placeholders; a sequence
         binds ``?`` placeholders in order, as in the embedded store (see :func:`bind_positional`).
