@@ -76,10 +76,9 @@ _META_DDL = "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VAR
 # A re-delivered event is byte-identical, so its request time and stage time match too. Looking
 # for duplicates only inside the batch's stage-time range lets DuckDB skip every row group
 # outside it (zone maps): logs arrive in stage-time order, while the request time of a long
-# watch reaches hours back (pruning on it made each insert scan more as the table grew: 1 M
-# events ingested at 14 k/s). Duplicates share both times, so the pruning loses none. The same auditID at another time is a
-# different request (clients choose Audit-ID), and is kept, so no one can hide a request
-# behind an earlier request's auditID.
+# watch reaches hours back. Duplicates share both times, so the pruning loses none. The same
+# auditID at another time is a different request (clients choose Audit-ID), and is kept, so
+# no one can hide a request behind an earlier request's auditID.
 _INSERT_NEW = f"""
 INSERT INTO {EVENTS_TABLE}
 SELECT b.* FROM _batch AS b
