@@ -71,14 +71,3 @@ def test_every_default_stage_filter_is_a_literal() -> None:
     sql = compile('user="x\'; DROP TABLE events; --"').sql
     assert "'x''; DROP TABLE events; --'" in sql
 
-
-def test_audit_id_lookups_are_isolated_for_duckdbs_index() -> None:
-    duck = compile('id="abc" verb=get', "duckdb", limit=10).sql
-    assert duck.startswith(
-        "WITH _lookup AS MATERIALIZED (SELECT * FROM events WHERE audit_id = 'abc')"
-    )
-    assert "FROM _lookup WHERE" in duck and "is_final = TRUE" in duck
-    assert "_lookup" not in compile('id="abc"', "clickhouse").sql
-    # Only a term every row must satisfy qualifies: not under `or`, not a wildcard.
-    assert "_lookup" not in compile('id="abc" or verb=get', "duckdb").sql
-    assert "_lookup" not in compile('id="ab*"', "duckdb").sql

@@ -126,29 +126,6 @@ def scope_filter(
     return terms[0] if len(terms) == 1 else ast.And(tuple(terms))
 
 
-_LOOKUP = "_lookup"
-
-
-def _audit_id_lookup(expr: ast.Expr) -> ast.Compare | None:
-    """The ``id="…"`` term that every row of the result must satisfy, if there is one."""
-    for item in _conjuncts(expr):
-        if (
-            isinstance(item, ast.Compare)
-            and item.op == "="
-            and item.field.column == "audit_id"
-            and isinstance(item.value, ast.Pattern)
-            and len(item.value.parts) == 1
-        ):
-            return item
-    return None
-
-
-def _conjuncts(expr: ast.Expr) -> list[ast.Expr]:
-    if isinstance(expr, ast.And):
-        return [term for item in expr.items for term in _conjuncts(item)]
-    return [expr]
-
-
 class _Builder:
     """Keeps the SELECT being built and the expression behind each output label."""
 
@@ -176,13 +153,8 @@ class _Builder:
         return select.select(*aliases, append=False)
 
     def where(self, expr: ast.Expr | None) -> None:
-        if expr is None:
-            return
-        self.select = self.select.where(self.gen.filter_sql(expr))
-        lookup = _audit_id_lookup(expr)
-        if lookup is not None and self.dialect.materialize_lookups:
-            inner = exp.select("*").from_(EVENTS_TABLE).where(self.gen.filter_sql(lookup))
-            self.select = self.select.from_(_LOOKUP).with_(_LOOKUP, as_=inner, materialized=True)
+        if expr is not None:
+            self.select = self.select.where(self.gen.filter_sql(expr))
 
     def apply(self, stage: ast.Stage) -> None:
         getattr(self, f"_{type(stage).__name__.lower()}")(stage)

@@ -67,9 +67,9 @@ CREATE TABLE IF NOT EXISTS batches (
     committed_at TIMESTAMP NOT NULL
 )"""
 
-# Looking up one request (the event view, `id=...` queries) would otherwise scan every row:
-# 40 ms at 1 M events, 3.6 ms with this index, for about 54 bytes per event on disk.
-_AUDIT_ID_INDEX = f"CREATE INDEX IF NOT EXISTS events_audit_id ON {EVENTS_TABLE} (audit_id)"
+# No index on audit_id: DuckDB's ART index made one-request lookups 30x faster, but it must be
+# pinned in memory at every commit and grows with the table (about 116 bytes per event), so an
+# import into a 10 M-event store failed under a 128 MB limit. docs/benchmarks.md has the figures.
 
 _META_DDL = "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)"
 
@@ -134,7 +134,6 @@ class DuckDBStore:
     def _create_schema(self) -> None:
         with _translated("cannot create the schema"):
             _run(self._con, _events_ddl())
-            _run(self._con, _AUDIT_ID_INDEX)
             _run(self._con, _BATCHES_DDL)
             _run(self._con, _META_DDL)
             _run(

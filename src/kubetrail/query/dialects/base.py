@@ -29,12 +29,9 @@ class Dialect:
 
     Attributes:
         name: the sqlglot dialect name, also ``Store.dialect``.
-        materialize_lookups: read the rows of an ``id="…"`` query in a materialized CTE first,
-            so that the engine's auditID index serves them whatever else the query does.
     """
 
     name = ""
-    materialize_lookups = False
 
     def sql(self, expression: exp.Expression, pretty: bool = False) -> str:
         return expression.sql(dialect=self.name, pretty=pretty)

@@ -23,10 +23,6 @@ def _json_path(steps: tuple[JsonStep, ...]) -> str:
 
 class DuckDB(Dialect):
     name = "duckdb"
-    # DuckDB uses its ART index on audit_id only when the scan has no other filter and no
-    # Top-N (ORDER BY ... LIMIT) above it: 130-190 ms instead of 1 ms at 10 M events
-    # (docs/benchmarks.md). A MATERIALIZED CTE isolates the indexed lookup.
-    materialize_lookups = True
 
     def like(self, x: exp.Expression, parts: tuple[str, ...], ci: bool) -> exp.Expression:
         pattern, escaped = like_pattern(parts)
