@@ -11,10 +11,12 @@ from .certs import certs
 from .collect import collect
 from .demo import demo
 from .ingest import export, ingest, stats
+from .migrate import migrate
 from .policy import policy
 from .query import query
 from .report import report
 from .serve import serve
+from .store import store
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -23,5 +25,6 @@ def main() -> None:
     """kubetrail: collect, search, alert on and keep Kubernetes API-server audit logs."""
 
 
-for command in (serve, collect, ingest, export, stats, report, query, policy, certs, demo):
+for command in (serve, collect, ingest, export, stats, report, query, policy, certs, demo, store,
+                migrate):
     main.add_command(command)

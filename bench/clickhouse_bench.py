@@ -1,0 +1,214 @@
+"""Benchmark of the scale-out engine (issue 8): the embedded store and ClickHouse, same events,
+same run: ingest rate through one collector, the six reference queries, FINAL's cost, disk use.
+
+Usage::
+
+    python bench/clickhouse_bench.py --events 1000000 --workdir /tmp/ktbench [--repeat 5]
+    python bench/clickhouse_bench.py --events 1000000 --url http://clickhouse:8123
+
+Without ``--url`` a ClickHouse 26 server is started on 127.0.0.1 from the PyPI package
+``chdb-core`` (``tests/clickhouse_server.py``) on the same machine, and stopped at the end.
+The events come from ``kubetrail.demo.generate_events`` (seed 1), written once to
+``WORKDIR/events-N.jsonl``; both stores are created afresh every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+import kubetrail.store.clickhouse as clickhouse_module
+from kubetrail.demo import generate_events
+from kubetrail.pipeline import ingest_paths
+from kubetrail.query import run_query
+from kubetrail.store import open_store
+from kubetrail.store.clickhouse import ClickHouseStore
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+
+
+def events_file(workdir: Path, n: int) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"events-{n}.jsonl"
+    if not path.exists():
+        with path.open("wb") as out:
+            for line in generate_events(n, seed=1):
+                out.write(line + b"\n")
+    return path
+
+
+def median_ms(func: Callable[[], object], repeat: int) -> float:
+    func()  # warm up
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
+def timed_ingest(store: Any, path: Path, server: psutil.Process | None) -> dict[str, float]:
+    cpu0, server0 = time.process_time(), _cpu(server)
+    start = time.perf_counter()
+    summary = ingest_paths(store, [str(path)], "bench")
+    seconds = time.perf_counter() - start
+    return {
+        "events": summary.read,
+        "stored": summary.stored,
+        "seconds": seconds,
+        "rate": summary.read / seconds,
+        "collector_cpu": time.process_time() - cpu0,
+        "server_cpu": _cpu(server) - server0,
+    }
+
+
+def _cpu(process: psutil.Process | None) -> float:
+    if process is None:
+        return 0.0
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def questions(store: Any) -> dict[str, tuple[str, dict[str, Any]]]:
+    last = store.query("SELECT max(request_received) AS t FROM events").column(0)[0].as_py()
+    audit_id = (
+        store.query("SELECT audit_id FROM events WHERE verb = 'delete' ORDER BY audit_id LIMIT 1")
+        .column(0)[0]
+        .as_py()
+    )
+    return {
+        "q1": ("| stats count() by verb", {}),
+        "q2": ("code=403 | top user 10", {}),
+        "q3": (
+            "verb=delete | stats count() by resource, user",
+            {"time_from": last - timedelta(hours=24)},
+        ),
+        "q4": ("| timechart span=5m count() by verb", {}),
+        "q5": (f'id="{audit_id}" stage=* | fields time, stage, user, verb, uri', {"limit": 1000}),
+        "q6": ('uri:"/secrets/" | fields time, user, verb, uri', {"limit": 100}),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/ktbench"))
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--url", help="an existing ClickHouse (default: start one with chdb)")
+    args = parser.parse_args()
+
+    path = events_file(args.workdir, args.events)
+    server = None
+    if args.url is None:
+        from clickhouse_server import ClickHouseServer
+
+        server = ClickHouseServer(args.workdir / f"clickhouse-{uuid.uuid4().hex[:8]}").start()
+    try:
+        url = args.url or server.url  # type: ignore[union-attr]
+        process = psutil.Process(server.process.pid) if server and server.process else None
+        run(args, path, url, process)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def run(args: argparse.Namespace, path: Path, url: str, server: psutil.Process | None) -> None:
+    db_path = args.workdir / f"bench-{args.events}.duckdb"
+    for suffix in ("", ".wal"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    duck = open_store(db_path)
+    duck_ingest = timed_ingest(duck, path, None)
+    duck.close()
+
+    database = f"bench_{args.events}"
+    ch = ClickHouseStore(url, database=database)
+    ch._client.command(f"DROP DATABASE IF EXISTS {database}")
+    ch.close()
+    ch = ClickHouseStore(url, database=database)
+    check_seconds = [0.0]
+    original = ch._without_stored
+
+    def counted(*a: Any, **k: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return original(*a, **k)
+        finally:
+            check_seconds[0] += time.perf_counter() - start
+
+    ch._without_stored = counted  # type: ignore[method-assign]
+    ch_ingest = timed_ingest(ch, path, server)
+
+    print(f"## {args.events:,} events ({path.stat().st_size / 1e6:.0f} MB of JSON lines)\n")
+    print("| ingest (one collector) | seconds | events/s | collector CPU s | server CPU s |")
+    print("|---|---|---|---|---|")
+    for name, m in (("DuckDB (embedded)", duck_ingest), ("ClickHouse", ch_ingest)):
+        print(
+            f"| {name} | {m['seconds']:.1f} | {m['rate']:,.0f} | {m['collector_cpu']:.1f} |"
+            f" {m['server_cpu']:.1f} |"
+        )
+    print(f"\nduplicate check before insert (ClickHouse): {check_seconds[0]:.2f} s in total")
+
+    duck = open_store(db_path, read_only=True)
+    asked = questions(duck)
+    exact = dict(clickhouse_module.EXACT_READ_SETTINGS)
+
+    def timings(store: Any, settings: dict[str, Any] | None = None) -> list[float]:
+        if settings is not None:
+            store.read_settings = settings
+        return [
+            median_ms(lambda t=text, k=kwargs: run_query(store, t, **k), args.repeat)
+            for text, kwargs in asked.values()
+        ]
+
+    same = [
+        run_query(duck, text, **kwargs).rows() == run_query(ch, text, **kwargs).rows()
+        for text, kwargs in asked.values()
+    ]
+    duck_ms = timings(duck)
+    final_ms = timings(ch, exact)  # the default: FINAL, over freshly written parts
+    ch_ms = timings(ch, dict(clickhouse_module.READ_SETTINGS))  # exact_reads=False
+    ch.optimize()  # what background merges do over time
+    merged_final_ms = timings(ch, exact)
+    print(f"\nqueries: median of {args.repeat} runs, ms (run_query: compile + execute + fetch)\n")
+    print(
+        "| question | DuckDB | ClickHouse (FINAL, default) | ratio | without FINAL | ratio |"
+        " FINAL after merges | same rows |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for i, (key, (text, _)) in enumerate(asked.items()):
+        print(
+            f"| {key} `{text[:40]}` | {duck_ms[i]:.1f} | {final_ms[i]:.1f} |"
+            f" {final_ms[i] / duck_ms[i]:.2f} | {ch_ms[i]:.1f} | {ch_ms[i] / duck_ms[i]:.2f} |"
+            f" {merged_final_ms[i]:.1f} | {same[i]} |"
+        )
+
+    parts = ch._client.query(
+        "SELECT sum(rows), sum(bytes_on_disk), sum(data_uncompressed_bytes) FROM system.parts "
+        "WHERE database = {db:String} AND table = 'events' AND active",
+        parameters={"db": database},
+    ).result_rows[0]
+    raw = ch._client.query(
+        "SELECT data_compressed_bytes, data_uncompressed_bytes FROM system.columns "
+        "WHERE database = {db:String} AND table = 'events' AND name = 'raw'",
+        parameters={"db": database},
+    ).result_rows[0]
+    print(
+        f"\ndisk: DuckDB {db_path.stat().st_size / 1e6:.0f} MB; ClickHouse {parts[1] / 1e6:.0f} MB"
+        f" for {parts[0]:,} rows ({parts[2] / 1e6:.0f} MB uncompressed; raw JSON"
+        f" {raw[1] / 1e6:.0f} -> {raw[0] / 1e6:.0f} MB, {raw[1] / max(raw[0], 1):.1f}x)"
+    )
+    duck.close()
+    ch.close()
+
+
+if __name__ == "__main__":
+    main()
