@@ -31,10 +31,10 @@ from .store.base import BatchMeta, Store
 #: Records decoded at a time: bounds the memory of one chunk (about 20 MB while decoding).
 CHUNK_RECORDS = 4_096
 #: Records per stored batch (one transaction). Large transactions commit about twice as fast as
-#: small ones, but DuckDB keeps the Arrow buffers of a transaction's inserts alive until it
-#: commits (about 1.8 KB per 1.2 KB event): 49,152 keeps that near 90 MB. Measured in
-#: docs/benchmarks.md.
-BATCH_RECORDS = 49_152
+#: 20,000-record ones, but DuckDB keeps the Arrow buffers of a transaction's inserts alive until
+#: it commits (about 1.8 KB per 1.2 KB event): 32,768 keeps that near 60 MB and an import of a
+#: million events under 500 MB resident (49,152 reached 514 MB). Measured in docs/benchmarks.md.
+BATCH_RECORDS = 32_768
 
 
 @dataclass

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..model.arrowpool import use_system_pool
 from ..pipeline import IngestSummary, ingest_paths
 from ..policy.transform import PolicyConfig
 from ..quarantine import Quarantine, quarantine_path
@@ -41,6 +42,7 @@ def ingest(
     Exit status: 0 when every record was stored or was a duplicate, 1 when any was refused,
     2 on usage errors.
     """
+    use_system_pool()
     transform = PolicyConfig(path=policy_path).build() if policy_path else None
     quarantine = Quarantine(quarantine_path(sidecar_base(db_path)))
     store = open_location(db_path, duckdb_settings=INGEST_SETTINGS)

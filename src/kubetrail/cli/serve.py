@@ -9,6 +9,7 @@ import click
 
 from ..config import ClusterConfig, Config, ServerConfig, load_config, parse_listen, validate
 from ..errors import ConfigError
+from ..model.arrowpool import use_system_pool
 from ..web.auth import hash_token
 from .options import handle_errors
 
@@ -84,6 +85,7 @@ def serve(
         # (quarantine, auth file).
         shown_store = full.store.url or full.store.path or config.db
         store = full.store.build()
+    use_system_pool()
     token = bootstrap.ensure_admin_token(config)
     if config.demo:
         summary = bootstrap.load_demo(config, store=store)

@@ -102,6 +102,7 @@ def with_derived(base: pa.Table, *, cluster: str, source: str, batch_id: str) ->
         ),
         "source": pa.repeat(pa.scalar(source, pa.string()), n),
         "batch_id": pa.repeat(pa.scalar(batch_id, pa.string()), n),
+        "audit_key": derive.audit_keys(base.column("audit_id").combine_chunks()),
     }
     arrays = [
         columns[f.name] if f.name in columns else base.column(f.name).combine_chunks()

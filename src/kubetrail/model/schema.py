@@ -116,6 +116,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("source", pa.string(), None, "where kubetrail got the event (file path, webhook, ...)"),
     Column("batch_id", pa.string(), None, "id of the ingest batch that stored the event"),
     Column("raw", pa.string(), None, "the original event JSON (after redaction)"),
+    # Last: stores created before it gained the column at the end (ALTER TABLE ADD COLUMN).
+    Column(
+        "audit_key",
+        pa.uint64(),
+        None,
+        "first 8 bytes of the auditID's MD5 (little-endian): makes lookups by id fast",
+    ),
 )
 
 EVENT_SCHEMA: pa.Schema = pa.schema([pa.field(c.name, c.type) for c in COLUMNS])
@@ -141,6 +148,7 @@ DERIVED_COLUMNS: frozenset[str] = frozenset(
         "command",
         "source",
         "batch_id",
+        "audit_key",
     }
 )
 #: The columns read from the event itself (both decoding paths produce exactly these).

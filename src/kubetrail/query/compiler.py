@@ -141,8 +141,8 @@ class _Builder:
             names.insert(2, "stage")
         self.exprs = {n: self.gen.field_sql(resolve(n)) for n in names}
         time = self.gen.field_sql(resolve("time"))
-        self.select = self._project(exp.select().from_(EVENTS_TABLE))
-        self.select = self.select.order_by(exp.Ordered(this=time, desc=True))
+        self.select = self._project(exp.select().from_(EVENTS_TABLE, copy=False))
+        self.select = self.select.order_by(exp.Ordered(this=time, desc=True), copy=False)
 
     @property
     def labels(self) -> list[str]:
@@ -150,11 +150,11 @@ class _Builder:
 
     def _project(self, select: exp.Select) -> exp.Select:
         aliases = [exp.alias_(e, label, quoted=True) for label, e in self.exprs.items()]
-        return select.select(*aliases, append=False)
+        return select.select(*aliases, append=False, copy=False)
 
     def where(self, expr: ast.Expr | None) -> None:
         if expr is not None:
-            self.select = self.select.where(self.gen.filter_sql(expr))
+            self.select = self.select.where(self.gen.filter_sql(expr), copy=False)
 
     def apply(self, stage: ast.Stage) -> None:
         getattr(self, f"_{type(stage).__name__.lower()}")(stage)
@@ -165,7 +165,7 @@ class _Builder:
         current = self.select.args.get("limit")
         if current is not None:
             limit = min(limit, int(current.expression.name))
-        self.select = self.select.limit(limit)
+        self.select = self.select.limit(limit, copy=False)
 
     def _error(self, message: str, name: str) -> ParseError:
         text = self.query.text
@@ -210,14 +210,16 @@ class _Builder:
         self.exprs = {**by, **aggs}
         self.select = self._project(self.select)
         if by:
-            self.select = self.select.group_by(*by.values())
+            self.select = self.select.group_by(*(e.copy() for e in by.values()), copy=False)
 
     def _stats(self, stage: ast.Stats) -> None:
         self._begin_aggregation("stats")
         by = {f.text: self.gen.field_sql(f) for f in stage.by}
         self._group(by, {a.label: self._agg_sql(a) for a in stage.aggs})
         if by:
-            self.select = self.select.order_by(*(exp.Ordered(this=e) for e in by.values()))
+            self.select = self.select.order_by(
+                *(exp.Ordered(this=e.copy()) for e in by.values()), copy=False
+            )
 
     def _top(self, stage: ast.Top) -> None:
         self._begin_aggregation("rare" if stage.rare else "top")
@@ -230,9 +232,11 @@ class _Builder:
         )
         self._group({stage.field.text: value}, {"count": count, "percent": percent})
         self.select = self.select.order_by(
-            exp.Ordered(this=count.copy(), desc=not stage.rare), exp.Ordered(this=value.copy())
+            exp.Ordered(this=count.copy(), desc=not stage.rare),
+            exp.Ordered(this=value.copy()),
+            copy=False,
         )
-        self.select = self.select.limit(stage.n)
+        self.select = self.select.limit(stage.n, copy=False)
         self.limited = True
 
     def _timechart(self, stage: ast.Timechart) -> None:
@@ -242,7 +246,9 @@ class _Builder:
         if stage.by is not None:
             by[stage.by.text] = self.gen.field_sql(stage.by)
         self._group(by, {stage.agg.label: self._agg_sql(stage.agg)})
-        self.select = self.select.order_by(*(exp.Ordered(this=e.copy()) for e in by.values()))
+        self.select = self.select.order_by(
+            *(exp.Ordered(this=e.copy()) for e in by.values()), copy=False
+        )
 
     # -- sort, head, fields --------------------------------------------------------------
 
@@ -261,12 +267,12 @@ class _Builder:
             else:
                 raise self._error(self._unknown(key.name), key.name)
         self.select.set("order", None)
-        self.select = self.select.order_by(*keys)
+        self.select = self.select.order_by(*keys, copy=False)
 
     def _head(self, stage: ast.Head) -> None:
         current = self.select.args.get("limit")
         n = stage.n if current is None else min(stage.n, int(current.expression.name))
-        self.select = self.select.limit(n)
+        self.select = self.select.limit(n, copy=False)
         self.limited = True
 
     def _fields(self, stage: ast.Fields) -> None:
@@ -298,8 +304,8 @@ class _Builder:
         return f"no output column '{name}' here{hint} (columns: {', '.join(self.labels)})"
 
     def _wrap(self) -> None:
-        inner = self.select.subquery("q")
+        inner = self.select.subquery("q", copy=False)
         self.exprs = {label: exp.column(label, quoted=True) for label in self.exprs}
-        self.select = self._project(exp.select().from_(inner))
+        self.select = self._project(exp.select().from_(inner, copy=False))
         self.wrapped = True
         self.limited = False

@@ -8,6 +8,9 @@ Semantics (the Python predicate implements the same, see ``predicate.py``):
 * A multi-valued field (array column, JSON path with ``[*]``) matches when any element matches;
   ``f!=v`` on it means "has an element, and none equals v".
 * Every user value becomes a sqlglot literal; nothing is pasted into SQL text.
+* ``id=X`` and ``id in (...)`` with exact values also compare ``audit_key`` (a 64-bit hash of
+  the auditID, ``kubetrail.model.derive``): the engines scan that integer column far faster
+  than the strings, and the string comparison still decides.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from datetime import datetime
 
 from sqlglot import exp
 
+from kubetrail.model.derive import audit_key
 from kubetrail.query import ast
 from kubetrail.query.dialects.base import Dialect
 from kubetrail.query.fields import Field
@@ -116,7 +120,12 @@ class Generator:
         exact = [v for v in values if not (isinstance(v, ast.Pattern) and v.has_wildcard)]
         conds: list[exp.Expression] = []
         if exact:
-            conds.append(exp.In(this=x, expressions=[literal(v, self.dialect) for v in exact]))
+            found = exp.In(this=x, expressions=[literal(v, self.dialect) for v in exact])
+            keys = _audit_keys(field, exact)
+            if keys is not None:
+                found = exp.and_(exp.In(this=exp.column("audit_key"), expressions=keys), found)
+                found = exp.Paren(this=found) if len(values) > len(exact) else found
+            conds.append(found)
         for value in values:
             if isinstance(value, ast.Pattern) and value.has_wildcard:
                 conds.append(self.dialect.like(x, value.parts, ci=False))
@@ -159,6 +168,10 @@ class Generator:
                 return _ORDER[op](this=self.dialect.to_double(x), expression=number)
         lit = literal(value, self.dialect)
         if op == "=":
+            keys = _audit_keys(field, [value])
+            if keys is not None:
+                key = exp.EQ(this=exp.column("audit_key"), expression=keys[0])
+                return exp.and_(key, exp.EQ(this=x, expression=lit))
             return exp.EQ(this=x, expression=lit)
         if op == "!=":
             return exp.NEQ(this=x, expression=lit)
@@ -167,6 +180,13 @@ class Generator:
     @staticmethod
     def _wrap(node: exp.Expression) -> exp.Expression:
         return exp.Paren(this=node) if isinstance(node, exp.Or) else node
+
+
+def _audit_keys(field: Field, values: list[ast.Value]) -> list[exp.Expression] | None:
+    """The ``audit_key`` literals of exact auditID values, or ``None`` for any other field."""
+    if field.column != "audit_id" or not all(isinstance(v, ast.Pattern) for v in values):
+        return None
+    return [exp.Literal.number(audit_key(v.text)) for v in values]  # type: ignore[union-attr]
 
 
 def _has_case(value: ast.Pattern) -> bool:

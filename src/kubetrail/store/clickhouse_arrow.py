@@ -66,6 +66,10 @@ def to_arrow(
     arrays = []
     for index, ch_type in enumerate(types):
         target = arrow_type(ch_type.name)
+        if names[index] == "audit_key":
+            # The schema's one unsigned 64-bit column (DuckDB: UBIGINT). Counts are UInt64
+            # too, but read as int64 like DuckDB's, so the choice goes by name.
+            target = pa.uint64()
         values = list(columns[index]) if index < len(columns) else []
         if pa.types.is_timestamp(target) or (
             pa.types.is_list(target) and pa.types.is_timestamp(target.value_type)

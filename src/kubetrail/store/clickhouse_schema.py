@@ -30,7 +30,7 @@ import pyarrow as pa
 from ..errors import ConfigError
 from ..model.schema import EVENT_SCHEMA
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: The retention key for every cluster without a retention of its own.
 OTHERS = "*"
 #: Inserted blocks whose deduplication token each table remembers.
@@ -56,6 +56,7 @@ _TYPES = {
     pa.string(): "Nullable(String)",
     pa.list_(pa.string()): "Array(String)",
     pa.int32(): "Nullable(Int32)",
+    pa.uint64(): "UInt64",
     pa.bool_(): "Nullable(Bool)",
     pa.float64(): "Nullable(Float64)",
     pa.timestamp("us"): "Nullable(DateTime64(6, 'UTC'))",

@@ -33,11 +33,12 @@ from ..errors import StoreError
 from ..model.schema import COLUMN_NAMES, EVENT_SCHEMA
 from .base import EVENTS_TABLE, BatchMeta, StoreStats, WriteResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SQL_TYPES = {
     pa.string(): "VARCHAR",
     pa.list_(pa.string()): "VARCHAR[]",
     pa.int32(): "INTEGER",
+    pa.uint64(): "UBIGINT",
     pa.bool_(): "BOOLEAN",
     pa.float64(): "DOUBLE",
     pa.timestamp("us"): "TIMESTAMP",
@@ -115,6 +116,7 @@ class DuckDBStore:
         checkpoint_threshold: str | None = None,
     ) -> None:
         self.path = str(path)
+        self.read_only = read_only
         config: dict[str, Any] = {}
         if memory_limit:
             config["memory_limit"] = memory_limit
@@ -145,11 +147,32 @@ class DuckDBStore:
     def _check_version(self) -> None:
         with _translated("cannot read the schema version"):
             row = _first(self._con, "SELECT value FROM meta WHERE key = 'schema_version'")
+        if row is not None and int(row[0]) == 1 and not self.read_only:
+            self._upgrade_from_1()
+            return
         if row is None or int(row[0]) != SCHEMA_VERSION:
             found = row[0] if row else "none"
+            hint = (
+                " (open it once for writing to upgrade it: kubetrail store init --engine duckdb "
+                f"--db {self.path})"
+                if row is not None and int(row[0]) < SCHEMA_VERSION
+                else ""
+            )
             raise StoreError(
                 f"{self.path}: schema version {found}, this kubetrail reads {SCHEMA_VERSION}"
+                + hint
             )
+
+    def _upgrade_from_1(self) -> None:
+        """Version 2 added ``audit_key`` (see ``kubetrail.model.derive``), last in the table.
+
+        DuckDB's ``md5_number_upper`` is the same number as ``derive.audit_key`` (a test keeps
+        them equal), so the upgrade runs in SQL, in one transaction.
+        """
+        with _translated("cannot upgrade the schema to version 2"), self._transaction():
+            _run(self._con, f"ALTER TABLE {EVENTS_TABLE} ADD COLUMN audit_key UBIGINT")
+            _run(self._con, f"UPDATE {EVENTS_TABLE} SET audit_key = md5_number_upper(audit_id)")
+            _run(self._con, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
     def write_batch(self, table: pa.Table, meta: BatchMeta) -> WriteResult:
         """Store one batch in one transaction; see :meth:`Store.write_batch`."""
