@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from containerlogs import NOT_AUDIT, PodLogs, Wrapper, interleaved
-from testdata import EVENT_FILES
 
+from containerlogs import NOT_AUDIT, PodLogs, Wrapper, interleaved
 from kubetrail.cli import main
 from kubetrail.store import open_store
+from testdata import EVENT_FILES
 
 EVENTS = [line for p in EVENT_FILES for line in p.read_bytes().splitlines() if line.strip()]
 
@@ -99,3 +99,17 @@ def test_collect_a_glob_of_container_logs_into_a_local_store(tmp_path: Path) -> 
     with open_store(db, read_only=True) as store:
         # a first start reads the live files: the 60 events rotated away before are not read
         assert store.count() == len(_keys(logs.written[60:]))
+
+
+def test_kubectl_logs_output_on_stdin_is_sorted_into_events_and_other_lines(db_path: Path) -> None:
+    # `kubectl logs -n kube-system kube-apiserver-…` prints the messages, unwrapped, with
+    # stdout and stderr merged: the API server's start-up lines come first.
+    lines = [NOT_AUDIT[3], NOT_AUDIT[0], *EVENTS[:10], NOT_AUDIT[1], *EVENTS[10:20], NOT_AUDIT[4]]
+    result = CliRunner().invoke(
+        main,
+        ["ingest", "-", "--db", str(db_path), "--format", "json"],
+        input=b"\n".join(lines) + b"\n",
+        catch_exceptions=False,
+    )
+    summary = json.loads(result.output)
+    assert (summary["stored"], summary["not_audit"], summary["rejected"]) == (20, 4, 0)

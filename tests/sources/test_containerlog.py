@@ -29,6 +29,8 @@ def test_detects_each_format_from_the_first_record() -> None:
     assert detect_format(EVENTS[0]) == "jsonl"
     assert detect_format(b"") == "jsonl"
     assert detect_format(b"2026-01-01 not a container log") == "jsonl"
+    assert detect_format(NOT_AUDIT[0]) == "text"  # `kubectl logs`: no wrapper, klog first
+    assert detect_format(NOT_AUDIT[3]) == "text"
 
 
 def test_audit_events_are_told_from_the_api_servers_own_lines() -> None:

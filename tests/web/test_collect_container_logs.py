@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from containerlogs import PodLogs, Wrapper
 from live import AUTH, PATH, PROD_TOKEN, assert_error
+
+from containerlogs import PodLogs, Wrapper
 from testdata import EVENT_FILES
 
 EVENTS = [line for p in EVENT_FILES for line in p.read_bytes().splitlines() if line.strip()]

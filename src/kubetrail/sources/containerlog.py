@@ -9,6 +9,11 @@ container runtime wraps every line it writes to the node's log file:
 * Docker json-file: ``{"log": "...\\n", "stream": "stdout", "time": "..."}``; a line longer
   than 16 KiB is split into records whose ``log`` does not end in a newline.
 
+Without a wrapper, the container's output as ``kubectl logs`` or ``journalctl -o cat`` prints
+it starts with the API server's own lines (klog ``I1123 12:00:00.000000 1 file.go:12] …``, or
+``Flag --… has been deprecated``): ``auto`` then reads it as ``text``, one message per line,
+sorted into audit events and other lines the same way.
+
 The kubelet's own reader (``pkg/kubelet/kuberuntime/logs``) parses both the same way: joining
 is per stream, since stdout and stderr records interleave. The API server's own log lines
 (klog text or JSON, warnings, Go stack traces) share the file: they are counted as
@@ -20,7 +25,7 @@ malformed one is refused with its reason, like any bad record.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -35,6 +40,7 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 _CRI_PREFIX = re.compile(rb"\s*\d{4}-\d\d-\d\dT[^ ]+ (?:stdout|stderr) [^ \n]+(?: |\r?\n|$)")
 _DOCKER_PREFIX = re.compile(rb'\s*\{\s*"log"\s*:')
+_KLOG_PREFIX = re.compile(rb"\s*(?:[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ |Flag --)")
 _AUDIT_MARKERS = re.compile(
     rb'"auditID"\s*:|"apiVersion"\s*:\s*"audit\.k8s\.io/|"kind"\s*:\s*"Event(?:List)?"'
 )
@@ -53,7 +59,7 @@ _DOCKER_DECODER = msgspec.json.Decoder(_DockerRecord)
 
 
 def detect_format(head: bytes) -> str:
-    """The wrapper of a file, from its first bytes: ``cri``, ``docker`` or ``jsonl``.
+    """The wrapper of a file, from its first bytes: ``cri``, ``docker``, ``text`` or ``jsonl``.
 
     Leading blank lines are skipped; only the first record's prefix is looked at.
     """
@@ -63,6 +69,8 @@ def detect_format(head: bytes) -> str:
         return "cri"
     if _DOCKER_PREFIX.match(first):
         return "docker"
+    if _KLOG_PREFIX.match(first):
+        return "text"
     return "jsonl"
 
 
@@ -91,14 +99,14 @@ class Unwrapper(Generic[Mark]):
     one call, and one file, to the next: a kubelet rotation may fall inside a long line.
 
     Args:
-        fmt: ``cri`` or ``docker``.
+        fmt: ``cri``, ``docker``, or ``text`` (no wrapper: every line stands alone).
         max_bytes: longest joined message (default :data:`MAX_MESSAGE_BYTES`).
     """
 
     def __init__(self, fmt: str, *, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
-        if fmt not in ("cri", "docker"):
+        if fmt not in _PARSERS:
             raise ValueError(f"not a container log format: {fmt!r}")
-        self._parse = _parse_cri if fmt == "cri" else _parse_docker
+        self._parse = _PARSERS[fmt]
         self.max_bytes = max_bytes
         self.not_audit = 0
         self._open: dict[bytes, _Partial[Mark]] = {}
@@ -173,6 +181,17 @@ def _parse_docker(record: bytes) -> tuple[bytes, bool, bytes] | None:
     log = parsed.log.encode()
     partial = not log.endswith(b"\n")
     return parsed.stream.encode(), partial, log if partial else log.rstrip(b"\r\n")
+
+
+def _parse_text(record: bytes) -> None:
+    return None
+
+
+_PARSERS: dict[str, Callable[[bytes], tuple[bytes, bool, bytes] | None]] = {
+    "cri": _parse_cri,
+    "docker": _parse_docker,
+    "text": _parse_text,
+}
 
 
 @dataclass
