@@ -29,7 +29,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from containerlogs import Wrapper, interleaved  # noqa: E402
-
 from kubetrail.demo import generate_events  # noqa: E402
 from kubetrail.model.decode import decode_records  # noqa: E402
 from kubetrail.model.gcpause import gc_paused  # noqa: E402
@@ -74,6 +73,7 @@ def main() -> None:
             for fmt, path in files.items():
                 took, events, skipped = decode_file(path)
                 assert events == args.events, (fmt, events)
+                assert (skipped > 0) == (fmt != "jsonl"), (fmt, skipped)
                 seconds[fmt].append(took)
         sizes = {fmt: path.stat().st_size for fmt, path in files.items()}
     base = args.events / statistics.median(seconds["jsonl"])
