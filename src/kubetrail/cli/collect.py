@@ -156,7 +156,7 @@ class _Send:
     that is sent (the server counts them in /metrics).
     """
 
-    def __init__(self, ship: Callable[[Any, int], None]) -> None:
+    def __init__(self, ship: Callable[[Any, int], object]) -> None:
         self._ship = ship
         self.not_audit = 0
         self._unreported = 0

@@ -137,6 +137,7 @@ class GlobFollower:
         self._followers: dict[str, ContainerLogFollower] = {}
         self._missing_since: dict[str, float] = {}
         self._next = 0
+        self._warned = False
 
     @property
     def files(self) -> list[str]:
@@ -174,7 +175,11 @@ class GlobFollower:
         return None
 
     def _discover(self) -> None:
-        for match in sorted(glob.glob(self.pattern)):
+        matches = sorted(glob.glob(self.pattern))
+        if not matches and not self._followers and not self._warned:
+            log.warning("%s matches no file yet; waiting for one", self.pattern)
+            self._warned = True
+        for match in matches:
             real = os.path.realpath(match)
             if real in self._followers or _BACKUP_NAME.fullmatch(os.path.basename(real)):
                 continue
