@@ -37,6 +37,20 @@ def test_audit_events_are_told_from_the_api_servers_own_lines() -> None:
     assert all(looks_like_audit(e) for e in EVENTS)
     assert not any(looks_like_audit(line) for line in NOT_AUDIT)
     assert looks_like_audit(b'{"kind": "Event", "oops"')  # malformed, but meant as an event
+    # a JSON-format log line quoting an event in its message is not one
+    assert not looks_like_audit(b'{"ts":1,"msg":"sent {\\"auditID\\":\\"x\\"}","v":2}')
+
+
+@pytest.mark.parametrize("fmt", ["cri", "docker"])
+def test_an_event_over_16_kib_is_joined_from_the_runtimes_records(fmt: str) -> None:
+    event = json.loads(EVENTS[0])
+    event.setdefault("annotations", {})["example.com/large"] = "x" * 40_000
+    line = json.dumps(event, separators=(",", ":")).encode()
+    records = Wrapper(fmt).records(line)  # the runtimes' default: 16 KiB per record
+    assert len(records) == 3
+    unwrapper: Unwrapper[int] = Unwrapper(fmt)
+    out = [m for i, r in enumerate(records, 1) for m in unwrapper.feed(r, i)]
+    assert out == [(1, line)]
 
 
 @pytest.mark.parametrize("fmt", ["cri", "docker"])

@@ -84,9 +84,12 @@ def test_collector_restarts_resume_each_file_from_its_checkpoint(tmp_path: Path,
     assert sorted(got) == sorted(logs.written)
 
 
+@pytest.mark.parametrize("fmt", ["cri", "docker"])
 @pytest.mark.parametrize("restart", [False, True])
-def test_a_line_split_across_a_rotation_is_read_whole_once(tmp_path: Path, restart: bool) -> None:
-    logs = PodLogs(tmp_path, Wrapper("cri", split=64), EVENTS)
+def test_a_line_split_across_a_rotation_is_read_whole_once(
+    tmp_path: Path, restart: bool, fmt: str
+) -> None:
+    logs = PodLogs(tmp_path, Wrapper(fmt, split=64), EVENTS)
     ckpt = tmp_path / "ckpt.d"
     follower = GlobFollower(logs.glob, ckpt)
     got: list[bytes] = []
