@@ -86,6 +86,8 @@ class CollectConfig:
     """Settings of ``kubetrail collect``."""
 
     file: str = "/var/log/kubernetes/audit/audit.log"
+    #: ``auto`` (per file), ``jsonl``, ``cri`` or ``docker``; see docs/container-logs.md.
+    format_in: str = "auto"
     checkpoint: str | None = None
     server: str | None = None
     token: str | None = None
@@ -213,6 +215,12 @@ def validate(config: Config, where: str) -> None:
     ):
         if getattr(server.limits, name) < 1:
             raise ConfigError(f"{where}: server.limits.{name}: must be at least 1")
+    formats = ("auto", "jsonl", "cri", "docker")  # sources.containerlog.FORMATS
+    if config.collect.format_in not in formats:
+        raise ConfigError(
+            f"{where}: collect.format_in: {config.collect.format_in!r} is not one of "
+            + ", ".join(formats)
+        )
 
 
 def parse_listen(value: str, key: str = "listen") -> tuple[str, int]:

@@ -25,6 +25,7 @@ from .model.decode import DecodedChunk, Rejection, decode_records
 from .model.gcpause import gc_paused
 from .model.normalize import normalize, normalize_records
 from .quarantine import Quarantine
+from .sources.containerlog import UnwrapStats
 from .sources.files import Record, iter_records, source_name
 from .store.base import BatchMeta, Store
 
@@ -41,7 +42,9 @@ BATCH_RECORDS = 32_768
 class IngestSummary:
     """What an ingest did.
 
-    ``read == stored + duplicates + rejected + dropped_by_policy`` always holds.
+    ``read == stored + duplicates + rejected + dropped_by_policy`` always holds; ``not_audit``
+    counts the container-log lines that were not audit events (the API server's own log),
+    which are outside ``read``.
     """
 
     read: int = 0
@@ -53,6 +56,8 @@ class IngestSummary:
     seconds: float = 0.0
     #: Events a collector-side audit policy chose not to keep (intentional, not errors).
     dropped_by_policy: int = 0
+    #: Container-log lines that were not audit events (skipped on purpose, not errors).
+    not_audit: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """The JSON shape of ``kubetrail ingest --format json``."""
@@ -64,6 +69,7 @@ class IngestSummary:
             "quarantine": self.quarantine,
             "rejected_by_reason": dict(self.rejected_by_reason.most_common()),
             "dropped_by_policy": self.dropped_by_policy,
+            "not_audit": self.not_audit,
             "seconds": round(self.seconds, 3),
         }
 
@@ -99,6 +105,7 @@ def ingest_paths(
     chunk_records: int = CHUNK_RECORDS,
     batch_records: int = BATCH_RECORDS,
     transform: EventTransform | None = None,
+    format_in: str = "auto",
 ) -> IngestSummary:
     """Ingest files (or ``-`` for stdin) into a store.
 
@@ -114,23 +121,28 @@ def ingest_paths(
             files.
         transform: applied to decoded events before storage, e.g. a collector-side audit
             policy (:class:`kubetrail.policy.transform.PolicyTransform`).
+        format_in: ``auto`` (default: detected per file), ``jsonl``, ``cri`` or ``docker``
+            (container logs, see :mod:`kubetrail.sources.containerlog`).
 
     Returns:
-        The counts of what was read, stored, skipped as duplicate and refused.
+        The counts of what was read, stored, skipped as duplicate, refused and skipped as not
+        an audit event.
 
     Raises:
         SourceError: a path cannot be read (batches committed before stay stored).
         StoreError: the store failed; batches committed before stay stored.
     """
 
+    unwrapped = UnwrapStats()
+
     def chunks() -> Iterator[tuple[str, list[Record]]]:
         for path in paths:
-            records = iter_records(path)
+            records = iter_records(path, format_in, unwrapped)
             name = source_name(path)
             while chunk := list(islice(records, min(chunk_records, batch_records))):
                 yield name, chunk
 
-    return ingest_batches(
+    summary = ingest_batches(
         store,
         chunks(),
         cluster,
@@ -140,6 +152,8 @@ def ingest_paths(
         batch_records=batch_records,
         transform=transform,
     )
+    summary.not_audit = unwrapped.not_audit
+    return summary
 
 
 def ingest_batches(

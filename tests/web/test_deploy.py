@@ -60,6 +60,20 @@ def test_collector_runs_on_control_plane_nodes_with_the_log_mounted() -> None:
     assert "--file=/var/log/kubernetes/audit/audit.log" in spec["containers"][0]["args"]
 
 
+def test_collector_mounts_the_container_logs_at_their_host_paths() -> None:
+    # /var/log/containers entries are symlinks to absolute paths under /var/log/pods.
+    (ds,) = [
+        d for d in documents(DEPLOY / "kubernetes" / "collector.yaml") if d["kind"] == "DaemonSet"
+    ]
+    spec = ds["spec"]["template"]["spec"]
+    mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for path in ("/var/log/containers", "/var/log/pods"):
+        (name,) = [n for n, m in mounts.items() if m["mountPath"] == path]
+        assert mounts[name]["readOnly"] is True
+        assert volumes[name]["hostPath"]["path"] == path
+
+
 def test_webhook_kubeconfig_points_at_the_ingest_path() -> None:
     (config,) = documents(DEPLOY / "apiserver" / "audit-webhook-kubeconfig.yaml")
     assert config["kind"] == "Config"

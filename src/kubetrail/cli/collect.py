@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
 import signal
 import sys
 import threading
@@ -13,6 +15,7 @@ import click
 
 from ..config import CollectConfig, load_config
 from ..errors import ConfigError, SourceError
+from ..sources.containerlog import FORMATS
 from .options import handle_errors
 
 DEFAULT_CHECKPOINT = "kubetrail-collect.checkpoint.json"
@@ -21,9 +24,21 @@ DEFAULT_CHECKPOINT = "kubetrail-collect.checkpoint.json"
 @click.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option(
-    "--file", "file_path", help="Audit log [default: /var/log/kubernetes/audit/audit.log]."
+    "--file",
+    "file_path",
+    help="Audit log, or a glob of container logs "
+    "('/var/log/containers/kube-apiserver-*.log') [default: /var/log/kubernetes/audit/audit.log].",
 )
-@click.option("--checkpoint", help=f"Position file [default: {DEFAULT_CHECKPOINT}].")
+@click.option(
+    "--format-in",
+    type=click.Choice(FORMATS),
+    help="JSON lines, or a container log (CRI, Docker json-file) [default: auto, per file].",
+)
+@click.option(
+    "--checkpoint",
+    help=f"Position file [default: {DEFAULT_CHECKPOINT}]; with a glob, one file per log "
+    "in the directory CHECKPOINT.d.",
+)
 @click.option("--server", help="kubetrail server URL to send to.")
 @click.option(
     "--token", envvar="KUBETRAIL_COLLECT_TOKEN", help="Bearer token (env KUBETRAIL_COLLECT_TOKEN)."
@@ -39,6 +54,7 @@ DEFAULT_CHECKPOINT = "kubetrail-collect.checkpoint.json"
 def collect(
     config_path: str | None,
     file_path: str | None,
+    format_in: str | None,
     checkpoint: str | None,
     server: str | None,
     token: str | None,
@@ -52,6 +68,10 @@ def collect(
 ) -> None:
     """Follow the audit log across rotation (rename, gzip, copy-truncate) and ship it.
 
+    --file may be a glob of the API server's container logs (--audit-log-path=-): it is
+    re-evaluated, so the file of a restarted pod is picked up; the CRI or Docker wrapper is
+    removed and the API server's other log lines are skipped (counted as not audit).
+
     The position is kept in a checkpoint file saved after each acknowledged batch, so a
     restart (even after kill -9) resumes without loss; the store skips the batch that may be
     sent twice. SIGTERM stops after the batch in flight.
@@ -59,6 +79,7 @@ def collect(
     cfg = load_config(config_path).collect
     for name, value in (
         ("file", file_path),
+        ("format_in", format_in),
         ("checkpoint", checkpoint),
         ("server", server),
         ("token", token),
@@ -77,14 +98,9 @@ def collect(
         raise ConfigError("--server needs --token or --cert/--key")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(name)s: %(message)s")
 
-    from ..sources.checkpoint import Checkpoint
-    from ..sources.tail import LogFollower
-
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    follower = LogFollower(
-        cfg.file, Checkpoint(cfg.checkpoint or DEFAULT_CHECKPOINT), batch_lines=cfg.batch_lines
-    )
+    follower = _follower(cfg)
     send, close = _sender(cfg, stopping)
     shipped = 0
     try:
@@ -96,8 +112,26 @@ def collect(
     finally:
         follower.close()
         close()
-    click.echo(f"shipped {shipped:,} lines", err=True)
+    skipped = getattr(send, "not_audit", 0)
+    click.echo(f"shipped {shipped:,} lines; skipped {skipped:,} not audit events", err=True)
     sys.exit(0)
+
+
+def _follower(cfg: CollectConfig) -> Any:
+    """One file, or every file of a glob (each with a checkpoint in CHECKPOINT.d)."""
+    from ..sources.checkpoint import Checkpoint
+    from ..sources.containertail import ContainerLogFollower, GlobFollower
+
+    checkpoint = cfg.checkpoint or DEFAULT_CHECKPOINT
+    if glob.has_magic(cfg.file):
+        return GlobFollower(
+            cfg.file, checkpoint + ".d", format_in=cfg.format_in, batch_lines=cfg.batch_lines
+        )
+    # A /var/log/containers entry is a symlink: the kubelet's backups lie next to its target.
+    path = os.path.realpath(cfg.file) if os.path.islink(cfg.file) else cfg.file
+    return ContainerLogFollower(
+        path, Checkpoint(checkpoint), format_in=cfg.format_in, batch_lines=cfg.batch_lines
+    )
 
 
 def _ship(
@@ -115,7 +149,28 @@ def _ship(
     return shipped
 
 
-def _sender(cfg: CollectConfig, stopping: threading.Event) -> tuple[Callable[[Any], None], Any]:
+class _Send:
+    """Ships a batch through ``ship``, skipping those with no event; counts what was left out.
+
+    The container-log lines that were not audit events are reported with the next batch
+    that is sent (the server counts them in /metrics).
+    """
+
+    def __init__(self, ship: Callable[[Any, int], object]) -> None:
+        self._ship = ship
+        self.not_audit = 0
+        self._unreported = 0
+
+    def __call__(self, batch: Any) -> None:
+        skipped = getattr(batch, "not_audit", 0)
+        self.not_audit += skipped
+        self._unreported += skipped
+        if batch.records:
+            self._ship(batch, self._unreported)
+            self._unreported = 0
+
+
+def _sender(cfg: CollectConfig, stopping: threading.Event) -> tuple[_Send, Any]:
     """The function that ships one batch (returning once it is committed), and its closer."""
     if cfg.server:
         from ..web.client import IngestClient
@@ -130,7 +185,10 @@ def _sender(cfg: CollectConfig, stopping: threading.Event) -> tuple[Callable[[An
             stop=stopping.is_set,
             sleep=stopping.wait,  # a SIGTERM cuts a backoff short
         )
-        return (lambda batch: client.send([line for _, line in batch.records])), client.close
+        return (
+            _Send(lambda batch, skipped: client.send([r for _, r in batch.records], skipped)),
+            client.close,
+        )
 
     from ..pipeline import ingest_batches
     from ..quarantine import Quarantine, quarantine_path
@@ -140,11 +198,12 @@ def _sender(cfg: CollectConfig, stopping: threading.Event) -> tuple[Callable[[An
     store = open_location(cfg.db)
     quarantine = Quarantine(quarantine_path(sidecar_base(cfg.db)))
 
-    def send(batch: Any) -> None:
-        ingest_batches(store, [(cfg.file, batch.records)], cfg.cluster, quarantine=quarantine)
+    def send(batch: Any, skipped: int) -> None:
+        source = batch.key or cfg.file
+        ingest_batches(store, [(source, batch.records)], cfg.cluster, quarantine=quarantine)
 
     def close() -> None:
         quarantine.close()
         store.close()
 
-    return send, close
+    return _Send(send), close

@@ -13,6 +13,7 @@ from ..model.arrowpool import use_system_pool
 from ..pipeline import IngestSummary, ingest_paths
 from ..policy.transform import PolicyConfig
 from ..quarantine import Quarantine, quarantine_path
+from ..sources.containerlog import FORMATS
 from ..store import INGEST_SETTINGS
 from ..store.location import open_location, sidecar_base
 from .options import db_option, format_option, handle_errors, print_json
@@ -29,16 +30,30 @@ from .options import db_option, format_option, handle_errors, print_json
     type=click.Path(exists=True, dir_okay=False),
     help="Apply this audit Policy before storing, as kube-apiserver would have (collector side).",
 )
+@click.option(
+    "--format-in",
+    type=click.Choice(FORMATS),
+    default="auto",
+    show_default=True,
+    help="Input format: JSON lines, or a container log (CRI, Docker json-file); auto per file.",
+)
 @db_option
 @format_option
 @handle_errors
 def ingest(
-    paths: tuple[str, ...], cluster: str, policy_path: str | None, db_path: str, output_format: str
+    paths: tuple[str, ...],
+    cluster: str,
+    policy_path: str | None,
+    format_in: str,
+    db_path: str,
+    output_format: str,
 ) -> None:
     """Read audit events from PATHS (files, .gz, or - for stdin) into the store.
 
     Accepts JSON lines of Events or EventLists (audit.k8s.io/v1 and v1beta1) and whole
-    EventList documents. Refused records go, with their reason, to DB.quarantine.jsonl.
+    EventList documents, and the API server's container log (--audit-log-path=-) as written by
+    containerd/CRI-O or Docker: its other lines are counted as not_audit. Refused records go,
+    with their reason, to DB.quarantine.jsonl.
     Exit status: 0 when every record was stored or was a duplicate, 1 when any was refused,
     2 on usage errors.
     """
@@ -55,6 +70,7 @@ def ingest(
                 quarantine=quarantine,
                 progress=advance,
                 transform=transform,
+                format_in=format_in,
             )
     finally:
         quarantine.close()
@@ -96,6 +112,8 @@ def _print_summary(summary: IngestSummary) -> None:
         f"read {summary.read:,}  stored {summary.stored:,}  duplicates {summary.duplicates:,}  "
         f"rejected {summary.rejected:,}  ({summary.seconds:.1f} s, {rate:,.0f} records/s)"
     )
+    if summary.not_audit:
+        click.echo(f"skipped (not audit events): {summary.not_audit:,} container log lines")
     if summary.dropped_by_policy:
         click.echo(f"dropped by the audit policy: {summary.dropped_by_policy:,}")
     for reason, count in summary.rejected_by_reason.most_common():

@@ -3,7 +3,9 @@
 A file may be JSON lines (the log backend's format: one Event per line, or one EventList per
 line), or one JSON document spread over many lines (a pretty-printed EventList or Event, or a
 JSON array of events). Gzip is recognised by its magic bytes, whatever the file is called.
-``-`` is standard input. Memory stays bounded: lines are read one at a time with a length cap,
+``-`` is standard input. A container log (CRI or Docker json-file, see
+:mod:`.containerlog`) is unwrapped first; ``auto`` tells the three apart per file from its
+first record. Memory stays bounded: lines are read one at a time with a length cap,
 and whole documents are read only up to :data:`MAX_DOCUMENT_BYTES`.
 """
 
@@ -21,6 +23,7 @@ import msgspec
 
 from ..errors import SourceError
 from ..model.decode import TruncatedRecord
+from .containerlog import UnwrapStats, detect_format, unwrap_records
 
 #: Longest line accepted; longer ones are refused (their bytes skipped, never held in memory).
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -28,6 +31,7 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 STDIN = "-"
 _GZIP_MAGIC = b"\x1f\x8b"
+_PEEK_BYTES = 4096
 
 #: A record: its 1-based line number (``None`` for a whole document) and its bytes.
 Record = tuple[int | None, bytes]
@@ -64,20 +68,48 @@ def _maybe_gunzip(handle: BinaryIO) -> BinaryIO:
     return handle
 
 
-def iter_records(path: str | Path) -> Iterator[Record]:
+def iter_records(
+    path: str | Path, format_in: str = "jsonl", stats: UnwrapStats | None = None
+) -> Iterator[Record]:
     """Yield the records of a file (or ``-``): its lines, or its one multi-line document.
 
     Blank lines are skipped. A file whose first non-blank line is not a complete JSON value but
     whose whole content is (up to :data:`MAX_DOCUMENT_BYTES`) is one document.
+
+    Args:
+        path: the file, or ``-``.
+        format_in: ``jsonl`` (default), ``cri``, ``docker``, or ``auto`` to detect it from the
+            first record. A container log yields its audit messages, each with the line of
+            the record where it started.
+        stats: counts the container log's lines that are not audit events.
 
     Raises:
         SourceError: the file cannot be opened or decompressed.
     """
     with open_binary(path) as handle:
         try:
-            yield from _records(handle)
+            fmt = detect_format(_peek(handle)) if format_in == "auto" else format_in
+            if fmt == "jsonl":
+                yield from _records(handle)
+            else:
+                yield from unwrap_records(_lines(handle), fmt, stats or UnwrapStats())
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise SourceError(f"{source_name(path)}: cannot read: {exc}") from exc
+
+
+def _peek(handle: BinaryIO) -> bytes:
+    return handle.peek(_PEEK_BYTES)[:_PEEK_BYTES] if hasattr(handle, "peek") else b""
+
+
+def _lines(handle: BinaryIO) -> Iterator[Record]:
+    """Every non-blank line, without its line end; an overlong one as a TruncatedRecord."""
+    line_no = 0
+    while line := handle.readline(MAX_LINE_BYTES + 1):
+        line_no += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            yield line_no, _skip_rest(handle, line)
+        elif line.strip():
+            yield line_no, line.rstrip(b"\r\n")
 
 
 def _records(handle: BinaryIO) -> Iterator[Record]:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,10 +34,18 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 
 @dataclass
 class Batch:
-    """Complete lines of one file, and the position just after them."""
+    """Complete lines of one file, and the position just after them.
+
+    ``starts[i]`` is the offset where the line of ``records[i]`` begins (in the file of
+    ``end``). A follower of many files sets ``key`` to the one the batch came from;
+    ``not_audit`` counts container-log lines left out (see :mod:`.containertail`).
+    """
 
     records: list[tuple[int | None, bytes]]
     end: Position
+    starts: list[int] = field(default_factory=list)
+    key: str = ""
+    not_audit: int = 0
 
 
 @dataclass
@@ -91,9 +100,10 @@ class LogFollower:
             current = self._current or self._open_next()
             if current is None:
                 return None
-            lines = self._read_lines(current)
+            starts: list[int] = []
+            lines = self._read_lines(current, starts)
             if lines:
-                return Batch(lines, self._position(current))
+                return Batch(lines, self._position(current), starts)
             if not self._advance(current):
                 return None
         return None
@@ -110,7 +120,7 @@ class LogFollower:
 
     # -- reading ------------------------------------------------------------------------
 
-    def _read_lines(self, current: _Open) -> list[tuple[int | None, bytes]]:
+    def _read_lines(self, current: _Open, starts: list[int]) -> list[tuple[int | None, bytes]]:
         out: list[tuple[int | None, bytes]] = []
         size = 0
         handle = current.handle
@@ -128,6 +138,7 @@ class LogFollower:
             current.offset = handle.tell()
             if line.strip():
                 out.append((None, line.rstrip(b"\r\n")))
+                starts.append(start)
         self._remember_head(current)
         return out
 
@@ -223,8 +234,11 @@ class LogFollower:
     def _backups(self) -> list[Path]:
         """Rotated backups of the live file, oldest first.
 
-        lumberjack's ``audit-<time>.log[.gz]`` sort by name; logrotate's ``audit.log.<n>[.gz]``
-        (copy-truncate) by ``n``, highest (oldest) first.
+        lumberjack's ``audit-<time>.log[.gz]`` and the kubelet's container log backups
+        ``0.log.<YYYYMMDD-hhmmss>[.gz]`` sort by name; logrotate's ``audit.log.<n>[.gz]``
+        (copy-truncate) and Docker's ``-json.log.<n>`` by ``n``, highest (oldest) first. While
+        a backup and its ``.gz`` both exist (during compression), only the uncompressed one
+        counts: it still has the inode a checkpoint names.
         """
         stem, ext = self.path.stem, self.path.suffix
         timed = [
@@ -237,18 +251,29 @@ class LogFollower:
             for p in self.path.parent.glob(f"{self.path.name}.*")
             if p.name.removesuffix(".gz").rpartition(".")[2].isdigit()
         ]
+        kubelet_name = re.compile(re.escape(self.path.name) + r"\.\d{8}-\d{6}(?:\.gz)?")
+        siblings = self.path.parent.glob(f"{self.path.name}.*")
+        kubelet = [p for p in siblings if kubelet_name.fullmatch(p.name)]
         timed.sort(key=lambda p: p.name.removesuffix(".gz"))
+        kubelet.sort(key=lambda p: p.name.removesuffix(".gz"))
         numbered.sort(key=lambda p: -int(p.name.removesuffix(".gz").rpartition(".")[2]))
-        return timed + numbered
+        found = timed + kubelet + numbered
+        names = {p.name for p in found}
+        return [p for p in found if not (p.name.endswith(".gz") and p.name[:-3] in names)]
 
     def _backups_after(self, path: Path) -> list[Path]:
         backups = self._backups()
         return backups[backups.index(path) + 1 :] if path in backups else []
 
     def _newer_backups(self, current: _Open) -> list[Path]:
-        for path in self._backups():
+        backups = self._backups()
+        for path in backups:
             st = os.stat(path)
             if (st.st_dev, st.st_ino) == (current.device, current.inode):
+                return self._backups_after(path)
+        # Renamed and already compressed (a new inode): known by its first bytes.
+        for path in backups:
+            if current.head and _read_head(path, len(current.head)) == current.head:
                 return self._backups_after(path)
         return []
 

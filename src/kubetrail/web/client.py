@@ -27,6 +27,8 @@ log = logging.getLogger("kubetrail.client")
 
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 INGEST_PATH = "/ingest/v1/events"
+#: Header with the count of container-log lines a collector skipped as not audit events.
+NOT_AUDIT_HEADER = "X-Kubetrail-Not-Audit"
 
 
 @dataclass
@@ -81,20 +83,24 @@ class IngestClient:
         self._stop = stop
         self._sleep = sleep
 
-    def send(self, lines: list[bytes]) -> SendResult:
+    def send(self, lines: list[bytes], not_audit: int = 0) -> SendResult:
         """Send one batch and return once the server committed it (retrying as needed).
+
+        ``not_audit`` (container-log lines the collector left out as not audit events) goes
+        in the ``X-Kubetrail-Not-Audit`` header, so that the server's /metrics counts them.
 
         Raises:
             SourceError: the server refuses the credential or the request for good, or
                 ``stop`` became true while retrying.
         """
         body = gzip.compress(b"\n".join(lines) + b"\n", compresslevel=1)
+        headers = {NOT_AUDIT_HEADER: str(not_audit)} if not_audit else None
         attempt = 0
         while True:
             attempt += 1
             wait: float | None = None
             try:
-                response = self._client.post(self.url, content=body)
+                response = self._client.post(self.url, content=body, headers=headers)
             except httpx.TransportError as exc:
                 log.warning("cannot reach %s (attempt %d): %s", self.url, attempt, exc)
             else:

@@ -33,6 +33,7 @@ from ..sources.webhook import (
 )
 from ..store.base import BatchMeta
 from .auth import Authenticator, AuthError, require_ingest
+from .client import NOT_AUDIT_HEADER
 from .errors import error_response
 from .metrics import IngestMetrics
 from .writer import Admission, BatchWriter, PreparedBatch
@@ -90,6 +91,7 @@ async def ingest_events(request: Request) -> Response:
 
 async def _ingest(request: Request, state: IngestState, cluster: str, started: float) -> Response:
     try:
+        not_audit = _not_audit(request)
         body = await _read_body(request, state.limits.max_body_bytes)
     except BodyError as exc:
         return _refuse(state, cluster, exc.status, exc.message)
@@ -108,6 +110,7 @@ async def _ingest(request: Request, state: IngestState, cluster: str, started: f
     except Exception as exc:  # the store failed: nothing acknowledged, the sender retries
         return _refuse(state, cluster, 503, f"cannot store the batch: {exc}", _retry(state))
     _count(state, cluster, prepared, result.stored, result.duplicates)
+    state.metrics.not_audit.labels(cluster).inc(not_audit)
     state.metrics.commit_seconds.labels(cluster).observe(getattr(result, "seconds", 0.0))
     state.metrics.request_seconds.labels(cluster).observe(time.perf_counter() - started)
     rejected = [_rejection_json(r, prepared.lines) for r in prepared.batch.rejections]
@@ -132,6 +135,16 @@ def _prepare(body: bytes, encoding: str | None, cluster: str, state: IngestState
         raise BodyError(400, TOO_DEEP) from None
     batch = PreparedBatch(normalized.table, meta, normalized.rejections)
     return _Prepared(batch, normalized.records, parsed.lines)
+
+
+def _not_audit(request: Request) -> int:
+    """The ``X-Kubetrail-Not-Audit`` count a collector sends with a batch (0 if absent)."""
+    value = request.headers.get(NOT_AUDIT_HEADER)
+    if value is None:
+        return 0
+    if not value.isdigit() or len(value) > 12:
+        raise BodyError(400, f"{NOT_AUDIT_HEADER}: expected a count of lines, got {value[:40]!r}")
+    return int(value)
 
 
 def _check_length(request: Request, limit: int) -> None:

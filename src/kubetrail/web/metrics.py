@@ -38,6 +38,12 @@ class IngestMetrics:
             ["cluster", "reason"],
             registry=r,
         )
+        self.not_audit = Counter(
+            "kubetrail_ingest_lines_not_audit",
+            "Container-log lines a collector skipped as not audit events (not errors)",
+            ["cluster"],
+            registry=r,
+        )
         self.bytes = Counter(
             "kubetrail_ingest_bytes", "Request body bytes (as sent)", ["cluster"], registry=r
         )
