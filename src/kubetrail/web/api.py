@@ -37,8 +37,9 @@ async def query(request: Request) -> Response:
     text = params.get("q", "")
     if not text.strip():
         raise UsageError("the parameter q (a query) is required")
-    window = time_range(params) if any(k in params for k in ("from", "to", "since", "range")) \
-        else None
+    window = (
+        time_range(params) if any(k in params for k in ("from", "to", "since", "range")) else None
+    )
     result = await in_thread(
         run_query,
         state(request).store,

@@ -22,29 +22,23 @@ from .ui_context import in_thread, state
 async def list_alerts(request: Request) -> Response:
     """``GET /api/alerts?status=&cluster=&since=&limit=``."""
     params = request.query_params
-    try:
-        alerts = await in_thread(
-            alerts_view.list_alerts,
-            state(request).store,
-            since=parse_instant(params["since"]) if params.get("since") else None,
-            status=params.get("status") or None,
-            cluster=params.get("cluster") or None,
-            limit=parse_limit(params.get("limit"), 1000) or 100,
-        )
-    except alerts_view.AlertsUnavailable as exc:
-        return error_response(503, str(exc))
+    alerts = await in_thread(
+        alerts_view.list_alerts,
+        state(request).store,
+        since=parse_instant(params["since"]) if params.get("since") else None,
+        status=params.get("status") or None,
+        cluster=params.get("cluster") or None,
+        limit=parse_limit(params.get("limit"), 1000) or 100,
+    )
     return JSONResponse({"alerts": alerts})
 
 
 @api_route()
 async def get_alert(request: Request) -> Response:
     """``GET /api/alerts/{id}``."""
-    try:
-        alert = await in_thread(
-            alerts_view.get_alert, state(request).store, request.path_params["alert_id"]
-        )
-    except alerts_view.AlertsUnavailable as exc:
-        return error_response(503, str(exc))
+    alert = await in_thread(
+        alerts_view.get_alert, state(request).store, request.path_params["alert_id"]
+    )
     if alert is None:
         return error_response(404, "no such alert")
     return JSONResponse(alert)
@@ -56,20 +50,17 @@ async def set_status(request: Request) -> Response:
     try:
         body = json.loads(await request.body() or b"{}")
     except ValueError:
-        raise UsageError("the body must be JSON: {\"status\": \"acknowledged\"}") from None
+        raise UsageError('the body must be JSON: {"status": "acknowledged"}') from None
     status = body.get("status") if isinstance(body, dict) else None
     if not isinstance(status, str):
         raise UsageError("the body must name a status: open, acknowledged or resolved")
-    try:
-        alert = await in_thread(
-            alerts_view.set_status,
-            state(request).store,
-            request.path_params["alert_id"],
-            status,
-            request.state.principal.name or request.state.principal.role,
-        )
-    except alerts_view.AlertsUnavailable as exc:
-        return error_response(503, str(exc))
+    alert = await in_thread(
+        alerts_view.set_status,
+        state(request).store,
+        request.path_params["alert_id"],
+        status,
+        request.state.principal.name or request.state.principal.role,
+    )
     if alert is None:
         return error_response(404, "no such alert")
     return JSONResponse(alert)

@@ -25,16 +25,16 @@ def api_route(role: str = VIEWER) -> Callable[[Handler], Handler]:
         async def run(request: Request) -> Response:
             web = state(request)
             try:
-                request.state.principal = web_principal(
-                    request, web.auth, web.sessions, role=role
-                )
+                request.state.principal = web_principal(request, web.auth, web.sessions, role=role)
                 return await handler(request)
             except AuthError as exc:
                 headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
                 return error_response(exc.status, exc.message, headers=headers)
             except ParseError as exc:
                 detail = {
-                    "description": exc.description, "line": exc.line, "col": exc.col,
+                    "description": exc.description,
+                    "line": exc.line,
+                    "col": exc.col,
                     "highlight": exc.highlight,
                 }
                 return error_response(400, str(exc), [detail])

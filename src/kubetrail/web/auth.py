@@ -88,9 +88,7 @@ class Authenticator:
             tokens += [(h, principal) for h in cluster.token_sha256]
             for name in cluster.cert_names or [cluster.name]:
                 names[name] = cluster.name
-        tokens += [
-            (h, Principal(ADMIN, None, "token", "admin")) for h in config.admin_token_sha256
-        ]
+        tokens += [(h, Principal(ADMIN, None, "token", "admin")) for h in config.admin_token_sha256]
         for user in config.users:
             principal = Principal(user.role, None, "token", user.name)
             tokens += [(h, principal) for h in user.token_sha256]

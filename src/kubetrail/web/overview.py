@@ -60,22 +60,33 @@ WIDGETS = (
     _top("user_agents", "Top user agents", "ua"),
     _top("source_ips", "Top source IPs", "ip"),
     Widget(
-        "denied", "Denied requests by user", "code in (401, 403)",
-        "| stats count() by user | sort -count | head 10", ("user",),
+        "denied",
+        "Denied requests by user",
+        "code in (401, 403)",
+        "| stats count() by user | sort -count | head 10",
+        ("user",),
     ),
     Widget(
-        "secrets", "Secret access by human users", "actor=human resource=secrets",
-        "| stats count() by user, verb | sort -count | head 10", ("user", "verb"),
+        "secrets",
+        "Secret access by human users",
+        "actor=human resource=secrets",
+        "| stats count() by user, verb | sort -count | head 10",
+        ("user", "verb"),
     ),
     Widget(
-        "exec", "exec/attach sessions", "subresource in (exec, attach)",
+        "exec",
+        "exec/attach sessions",
+        "subresource in (exec, attach)",
         "| stats count(), max(time) as last by user, ns, name, subresource | sort -last | head 10",
         ("user", "ns", "name", "subresource"),
     ),
 )
 ACTIONS = Widget(
-    "actions", "Actions", f"verb in ({', '.join(ACTION_VERBS)})",
-    "| stats count() by resource, verb | sort -count | head 200", ("resource", "verb"),
+    "actions",
+    "Actions",
+    f"verb in ({', '.join(ACTION_VERBS)})",
+    "| stats count() by resource, verb | sort -count | head 200",
+    ("resource", "verb"),
 )
 STATUS = Widget("status", "Status codes", "exists(code)", "| stats count() by code", ("code",))
 
@@ -122,8 +133,9 @@ def build_overview(store: Store, window: TimeRange, cluster: str | None) -> Over
     for label, flt in STATUS_BUCKETS:
         if label.endswith("xx"):
             low = int(label[0]) * 100
-            total = sum(n for c, n in codes.items() if low <= c < low + 100 or (
-                label == "5xx" and c >= 500))
+            total = sum(
+                n for c, n in codes.items() if low <= c < low + 100 or (label == "5xx" and c >= 500)
+            )
         else:
             total = codes.get(int(label), 0)
         status.append((label, flt, total))

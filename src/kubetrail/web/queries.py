@@ -25,8 +25,18 @@ RANGES = {"15m": "last 15 min", "1h": "last 1 h", "24h": "last 24 h", "7d": "las
 DEFAULT_RANGE = "24h"
 #: Timechart spans (they divide a day), the smallest giving at most ~120 buckets is chosen.
 _SPANS = [
-    ("10s", 10), ("30s", 30), ("1m", 60), ("5m", 300), ("10m", 600), ("15m", 900),
-    ("30m", 1800), ("1h", 3600), ("2h", 7200), ("6h", 21600), ("12h", 43200), ("1d", 86400),
+    ("10s", 10),
+    ("30s", 30),
+    ("1m", 60),
+    ("5m", 300),
+    ("10m", 600),
+    ("15m", 900),
+    ("30m", 1800),
+    ("1h", 3600),
+    ("2h", 7200),
+    ("6h", 21600),
+    ("12h", 43200),
+    ("1d", 86400),
 ]
 
 
@@ -92,8 +102,14 @@ def quote(value: Any) -> str:
     if isinstance(value, datetime):
         return '"' + value.isoformat() + 'Z"'
     text = str(value)
-    for ch, esc in (("\\", "\\\\"), ('"', '\\"'), ("*", "\\*"), ("\n", "\\n"), ("\t", "\\t"),
-                    ("\r", "\\r")):
+    for ch, esc in (
+        ("\\", "\\\\"),
+        ('"', '\\"'),
+        ("*", "\\*"),
+        ("\n", "\\n"),
+        ("\t", "\\t"),
+        ("\r", "\\r"),
+    ):
         text = text.replace(ch, esc)
     return f'"{text}"'
 
@@ -158,8 +174,9 @@ def result_dict(result: QueryResult) -> dict[str, Any]:
 def ndjson_lines(result: QueryResult) -> list[str]:
     """One JSON object per row, keyed by column."""
     return [
-        json.dumps({c: plain(v) for c, v in zip(result.columns, row, strict=True)},
-                   ensure_ascii=False)
+        json.dumps(
+            {c: plain(v) for c, v in zip(result.columns, row, strict=True)}, ensure_ascii=False
+        )
         for row in result.rows()
     ]
 

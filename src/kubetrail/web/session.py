@@ -71,7 +71,10 @@ class Sessions:
     def create(self, response: Response, name: str, role: str) -> Session:
         """Start a session for a user and set its cookie on ``response``."""
         session = Session(
-            secrets.token_urlsafe(24), name, role, secrets.token_urlsafe(24),
+            secrets.token_urlsafe(24),
+            name,
+            role,
+            secrets.token_urlsafe(24),
             time.time() + self.seconds,
         )
         with self._lock:
@@ -127,7 +130,12 @@ class Sessions:
 
     def _set(self, response: Response, name: str, value: str, max_age: int) -> None:
         response.set_cookie(
-            name, value, max_age=max_age, path="/", secure=self.secure, httponly=True,
+            name,
+            value,
+            max_age=max_age,
+            path="/",
+            secure=self.secure,
+            httponly=True,
             samesite="lax",
         )
 

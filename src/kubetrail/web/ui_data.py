@@ -60,7 +60,7 @@ def flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if isinstance(obj, dict):
         for key, value in obj.items():
-            if key in _TOP_KEYS and not prefix or key.startswith("_"):
+            if (key in _TOP_KEYS and not prefix) or key.startswith("_"):
                 continue
             out += flatten(value, f"{prefix}.{key}" if prefix else key)
     elif isinstance(obj, list) and obj and any(isinstance(v, dict | list) for v in obj):
@@ -84,8 +84,12 @@ def event_view(store: Store, audit_id: str) -> EventView | None:
     around = None
     if when is not None and user:
         around = run_query(
-            store, around_q, time_from=when - AROUND, time_to=when + AROUND,
-            cluster=cluster, limit=200,
+            store,
+            f"{around_q} | fields time, verb, resource, ns, name, code, id",
+            time_from=when - AROUND,
+            time_to=when + AROUND,
+            cluster=cluster,
+            limit=200,
         )
     return EventView(audit_id, cluster, stages, flatten(last), around, around_q, when)
 
