@@ -76,7 +76,10 @@ def page(role: str = VIEWER) -> Callable[[Page], Page]:
                     )
                     return RedirectResponse(f"/ui/login?next={urlquote(target)}", 303)
                 return render(request, "error.html", {"message": exc.message}, exc.status)
-            return await handler(request)
+            try:
+                return await handler(request)
+            finally:
+                await request.close()  # the temporary files of an uploaded form
 
         return run
 

@@ -233,7 +233,7 @@ async def event(request: Request) -> Response:
         "view": view,
         "request_object": _pretty(last.get("requestObject")),
         "response_object": _pretty(last.get("responseObject")),
-        "user": (last.get("user") or {}).get("username"),
+        "event_user": (last.get("user") or {}).get("username"),
         "around_rows": view.around.rows() if view.around else [],
         "around_columns": view.around.columns if view.around else (),
     }
