@@ -155,9 +155,12 @@ def test_admin_journey(page: Any, live: UIServer) -> None:
 
     # the policy simulator
     page.goto(live.url + "/ui/policy")
-    page.fill("#policy", "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n"
-              "- level: None\n  resources: [{group: coordination.k8s.io, resources: [leases]}]\n"
-              "- level: Metadata\n")
+    page.fill(
+        "#policy",
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n"
+        "- level: None\n  resources: [{group: coordination.k8s.io, resources: [leases]}]\n"
+        "- level: Metadata\n",
+    )
     page.click("#simulate")
     page.wait_for_selector("#reduction")
     assert float(page.inner_text("#reduction").rstrip(" %")) > 0

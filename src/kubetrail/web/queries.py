@@ -47,6 +47,7 @@ class TimeRange:
     start: datetime | None
     end: datetime | None
     key: str  # a RANGES key, "custom" or "all"
+    now: datetime | None = None  # when a relative range was resolved
 
     def params(self) -> dict[str, str]:
         """The URL parameters that give this range back."""
@@ -61,7 +62,7 @@ class TimeRange:
 
     def span(self) -> str:
         """A timechart span that gives at most ~120 buckets over this range."""
-        end = self.end or datetime.now(UTC).replace(tzinfo=None)
+        end = self.end or self.now or datetime.now(UTC).replace(tzinfo=None)
         start = self.start or end - timedelta(days=7)
         seconds = max((end - start).total_seconds(), 1)
         for text, size in _SPANS:
@@ -85,7 +86,7 @@ def time_range(params: Mapping[str, str], now: datetime | None = None) -> TimeRa
     if key == "all":
         return TimeRange(None, None, "all")
     key = key or DEFAULT_RANGE
-    return TimeRange(current - parse_duration(key), None, key)
+    return TimeRange(current - parse_duration(key), None, key, current)
 
 
 def iso(value: datetime) -> str:

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import KubetrailError, ParseError, QueryError, UsageError
+from ..errors import KubetrailError, ParseError, QueryError, StoreError, UsageError
 from ..query import parse
 from ..query.runner import QueryResult, run_query
 from .alerts_view import list_alerts
@@ -66,7 +66,12 @@ async def overview(request: Request) -> Response:
         return error_page(request, exc)
     web = state(request)
     data = await in_thread(build_overview, web.store, window, _cluster(request))
-    alerts = await in_thread(list_alerts, web.store, cluster=_cluster(request), limit=10)
+    try:
+        alerts: list[dict[str, Any]] | None = await in_thread(
+            list_alerts, web.store, cluster=_cluster(request), limit=10
+        )
+    except StoreError:  # e.g. a read-only store without the alerts table: show the rest
+        alerts = None
     verbs = sorted({v for counts in data.actions.values() for v in counts})
     chart = {
         "kind": "timeseries",
