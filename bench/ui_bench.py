@@ -21,6 +21,7 @@ opened read-only, so the "latest alerts" panel reads nothing.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import threading
@@ -144,9 +145,10 @@ def main() -> None:
 
     hand_ms, _ = median_ms(baseline, args.repeat)
     store.close()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"events in store: {args.events:,}; in the overview's 24 h: {in_range:,};"
-        f" median of {args.repeat} runs"
+        f" median of {args.repeat} runs; load average {load} on {os.cpu_count()} cores"
     )
     print("| what | median (ms) | goal (ms) |")
     print("|---|---|---|")
