@@ -33,6 +33,11 @@ LOGIN_COOKIE = "kubetrail_login"
 CSRF_HEADER = "x-csrf-token"
 SESSION_SECONDS = 12 * 3600
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+#: scrypt hash of a random password, checked for unknown user names.
+_DUMMY_HASH = (
+    "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$"
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+)
 
 
 @dataclass(frozen=True)
@@ -212,4 +217,5 @@ def login(config: ServerConfig, auth: Authenticator, name: str, password: str) -
     principal = auth.match_token(password) if name == "admin" else None
     if principal is not None and principal.role == ADMIN:
         return "admin", ADMIN
+    verify_password(password, _DUMMY_HASH)  # as slow as a known user: names do not leak
     raise AuthError(401, "wrong user name or password")
