@@ -114,3 +114,34 @@ def test_hash_password_command() -> None:
     assert result.exit_code == 0
     assert verify_password("s3cret", result.output.strip())
     assert CliRunner().invoke(main, ["certs", "hash-password"], input="\n").exit_code == 2
+
+
+def test_shared_panels_equal_each_widgets_own_query(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from kubetrail.config import ServerConfig
+    from kubetrail.query import run_query
+    from kubetrail.store import open_store
+    from kubetrail.web import bootstrap
+    from kubetrail.web.overview import SHARED, build_overview
+
+    config = ServerConfig(db=str(tmp_path / "o.duckdb"), demo_events=3000)
+    bootstrap.load_demo(config)
+    window = time_range({"range": "all"})
+    with open_store(config.db, read_only=True) as store:
+        overview = build_overview(store, window, None)
+        for key in SHARED:
+            panel = overview.panels[key]
+            own = run_query(store, panel.widget.query)
+            expected = [dict(zip(own.columns, row, strict=True)) for row in own.rows()]
+            got = [{k: v for k, v in row.items() if k != "_q"} for row in panel.rows]
+            if key == "status":  # the widget's own query orders by code
+                got.sort(key=lambda r: r["code"])
+            if key == "denied":  # equal counts may come in any order from `sort -count`
+                expected.sort(key=lambda r: (-r["count"], str(r["user"])))
+                got.sort(key=lambda r: (-r["count"], str(r["user"])))
+            assert got and len(got) == len(expected), key
+            for a, b in zip(got, expected, strict=True):
+                assert a.keys() == b.keys()
+                assert all(a[k] == pytest.approx(b[k]) for k in a), (key, a, b)
+            for row in panel.rows[:3]:
+                again = run_query(store, row["_q"] + " | stats count()")
+                assert again.rows()[0][0] == row["count"]
