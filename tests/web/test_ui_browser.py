@@ -92,6 +92,18 @@ def test_admin_journey(page: Any, live: UIServer) -> None:
     assert "Burst of denied requests" in page.inner_text("#panel-alerts")
     _shot(page, "overview")
 
+    # a bar of the requests-over-time chart leads to the search of that bucket and verb
+    bars = page.locator("#panel-timechart g.point path")
+    boxes = [bars.nth(i).bounding_box() for i in range(min(bars.count(), 400))]
+    tallest = max((b for b in boxes if b), key=lambda b: b["height"])
+    page.mouse.click(tallest["x"] + tallest["width"] / 2, tallest["y"] + tallest["height"] / 2)
+    page.wait_for_url("**/ui/search?**")
+    assert page.input_value("#q").startswith("verb=")
+    assert "range=custom" in page.url and "from=" in page.url and "to=" in page.url
+    assert int(page.inner_text("h2").split()[0].replace(",", "")) > 0
+    page.go_back()
+    page.wait_for_selector("#status-403")
+
     # the 403 bar leads to the search of exactly those requests
     denied = int(page.inner_text("#status-403 .bar-num").replace(",", ""))
     assert denied > 0

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from ..errors import KubetrailError, ParseError, QueryError, StoreError, UsageError
 from ..query import parse
-from ..query.runner import QueryResult, run_query
+from ..query.runner import QueryResult, parse_duration, run_query
 from .alerts_view import list_alerts
 from .overview import build_overview
 from .queries import (
@@ -77,6 +77,7 @@ async def overview(request: Request) -> Response:
         "kind": "timeseries",
         "x": [plain(t) for t in data.timechart["x"]],
         "series": data.timechart["series"],
+        "link": _bucket_link("", "verb", window, _cluster(request)),
     }
     context = {
         **_frame(request, window),
@@ -88,6 +89,14 @@ async def overview(request: Request) -> Response:
         "chart_query": data.timechart["query"],
     }
     return render(request, "overview.html", context)
+
+
+def _bucket_link(
+    base: str, field: str | None, window: TimeRange, cluster: str | None
+) -> dict[str, Any]:
+    """How a click on a time bucket (of a series named by ``field``) becomes a search."""
+    seconds = int(parse_duration(window.span()).total_seconds())
+    return {"base": base, "field": field, "span": seconds, "cluster": cluster or ""}
 
 
 def _chart(result: QueryResult) -> dict[str, Any] | None:
@@ -213,7 +222,11 @@ async def search(request: Request) -> Response:
         aggregate=parsed.is_aggregate,
         elapsed_ms=result.elapsed_ms + (histogram.elapsed_ms if histogram else 0),
         chart_json=json.dumps(_chart(result) if parsed.is_aggregate else None),
-        histogram_json=json.dumps(_chart(histogram) if histogram else None),
+        histogram_json=json.dumps(
+            _chart(histogram) | {"link": _bucket_link(flt, None, window, cluster)}
+            if histogram and histogram.rows()
+            else None
+        ),
         histogram_total=sum(r[-1] for r in histogram.rows()) if histogram else None,
         export_csv="/api/query?" + urlencode({**export, "format": "csv"}),
         export_ndjson="/api/query?" + urlencode({**export, "format": "ndjson"}),
@@ -265,7 +278,12 @@ async def identity(request: Request) -> Response:
         "who": user,
         "who_term": term("user", user),
         "results": results,
-        "activity_json": json.dumps(_chart(results["activity"])),
+        "activity_json": json.dumps(
+            _chart(results["activity"])
+            | {"link": _bucket_link(term("user", user), "verb", window, _cluster(request))}
+            if results["activity"].rows()
+            else None
+        ),
         "pivot": _pivot(results["verbs_resources"]),
     }
     return render(request, "identity.html", context)

@@ -20,7 +20,30 @@ function drawChart(el) {
     legend: { orientation: "h" }, xaxis: { automargin: true }, yaxis: { automargin: true },
   };
   Plotly.newPlot(el, traces, layout, { displayModeBar: false, responsive: true });
+  if (spec.link) {
+    el.on("plotly_click", (ev) => {
+      const point = ev.points && ev.points[0];
+      if (point) window.location.href = bucketSearch(spec.link, point.x, point.data.name);
+    });
+  }
   el.dataset.drawn = "1";
+}
+
+// A query-language value that matches exactly `text` (as kubetrail.web.queries.quote).
+function quote(text) {
+  return '"' + String(text).replace(/[\\"*]/g, (c) => "\\" + c) + '"';
+}
+
+// The search of one time bucket (and series) of a chart: every bar leads to its requests.
+function bucketSearch(link, x, series) {
+  const start = new Date(String(x).replace(/\.\d+/, "").replace(" ", "T").replace(/Z?$/, "Z"));
+  const end = new Date(start.getTime() + link.span * 1000);
+  const iso = (d) => d.toISOString().replace(/\.\d+Z$/, "Z");
+  let q = link.base || "";
+  if (link.field && series !== undefined) q = (q + " " + link.field + "=" + quote(series)).trim();
+  const params = new URLSearchParams({ q: q, range: "custom", from: iso(start), to: iso(end) });
+  if (link.cluster) params.set("cluster", link.cluster);
+  return "/ui/search?" + params.toString();
 }
 
 function customRange() {
