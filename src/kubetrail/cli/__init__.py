@@ -25,18 +25,6 @@ def main() -> None:
     """kubetrail: collect, search, alert on and keep Kubernetes API-server audit logs."""
 
 
-for command in (
-    serve,
-    collect,
-    ingest,
-    export,
-    stats,
-    report,
-    query,
-    policy,
-    certs,
-    demo,
-    store,
-    migrate,
-):
+for command in (serve, collect, ingest, export, stats, report, query, policy, certs, demo, store,
+                migrate):
     main.add_command(command)
