@@ -4,7 +4,8 @@ Every section is a dataclass; :func:`load_config` builds them from YAML and refu
 keys with a "did you mean" hint and the dotted path of the key (``server.limits.max_body``).
 Secrets never need to be in the file: tokens are stored as SHA-256 hashes, and environment
 variables override them (``KUBETRAIL_CLUSTER_TOKEN_<NAME>``, ``KUBETRAIL_ADMIN_TOKEN``,
-``KUBETRAIL_COLLECT_TOKEN``). Every key is documented in ``docs/configuration.md``.
+``KUBETRAIL_COLLECT_TOKEN``, ``KUBETRAIL_CH_PASSWORD``). Every key is documented in
+``docs/configuration.md``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from .errors import ConfigError
+from .store.factory import StoreConfig
+from .store.location import PASSWORD_ENV
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -121,6 +124,9 @@ class Config:
 
     server: ServerConfig = field(default_factory=ServerConfig)
     collect: CollectConfig = field(default_factory=CollectConfig)
+    #: The ``store`` section (engine, url, database, cluster, ...): where ``serve`` and a local
+    #: ``collect --db`` write; absent means the embedded store at ``server.db``.
+    store: StoreConfig | None = None
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
@@ -151,7 +157,18 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
 
 def parse_config(data: Any, where: str = "<config>") -> Config:
     """Build a :class:`Config` from decoded YAML; see :func:`load_config`."""
+    store = None
+    if isinstance(data, dict) and "store" in data:
+        data = dict(data)
+        section = data.pop("store")
+        if not isinstance(section, dict):
+            raise ConfigError(f"{where}: store: expected a mapping")
+        try:
+            store = StoreConfig.from_mapping(section)
+        except (ConfigError, TypeError) as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
     config = _build(Config, data, where, "")
+    config.store = store
     validate(config, where)
     return config
 
@@ -174,6 +191,8 @@ def apply_env(config: Config, env: Mapping[str, str]) -> None:
         config.server.admin_token_sha256.append(hash_token(token))
     if token := env.get("KUBETRAIL_COLLECT_TOKEN"):
         config.collect.token = token
+    if config.store is not None and (password := env.get(PASSWORD_ENV)):
+        config.store = dataclasses.replace(config.store, password=password)
 
 
 def _env_name(cluster: str) -> str:

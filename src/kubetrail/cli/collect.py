@@ -134,11 +134,11 @@ def _sender(cfg: CollectConfig, stopping: threading.Event) -> tuple[Callable[[An
 
     from ..pipeline import ingest_batches
     from ..quarantine import Quarantine, quarantine_path
-    from ..store import open_store
+    from ..store.location import open_location, sidecar_base
 
     assert cfg.db is not None
-    store = open_store(cfg.db)
-    quarantine = Quarantine(quarantine_path(cfg.db))
+    store = open_location(cfg.db)
+    quarantine = Quarantine(quarantine_path(sidecar_base(cfg.db)))
 
     def send(batch: Any) -> None:
         ingest_batches(store, [(cfg.file, batch.records)], cfg.cluster, quarantine=quarantine)

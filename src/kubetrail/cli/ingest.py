@@ -12,7 +12,8 @@ from rich.table import Table
 from ..pipeline import IngestSummary, ingest_paths
 from ..policy.transform import PolicyConfig
 from ..quarantine import Quarantine, quarantine_path
-from ..store import INGEST_SETTINGS, open_store
+from ..store import INGEST_SETTINGS
+from ..store.location import open_location, sidecar_base
 from .options import db_option, format_option, handle_errors, print_json
 
 
@@ -41,8 +42,8 @@ def ingest(
     2 on usage errors.
     """
     transform = PolicyConfig(path=policy_path).build() if policy_path else None
-    quarantine = Quarantine(quarantine_path(db_path))
-    store = open_store(db_path, **INGEST_SETTINGS)
+    quarantine = Quarantine(quarantine_path(sidecar_base(db_path)))
+    store = open_location(db_path, duckdb_settings=INGEST_SETTINGS)
     try:
         with _progress() as advance:
             summary = ingest_paths(
@@ -107,7 +108,7 @@ def _print_summary(summary: IngestSummary) -> None:
 @handle_errors
 def export(db_path: str, cluster: str | None) -> None:
     """Write the stored events as JSON lines (after redaction), in time order."""
-    store = open_store(db_path, read_only=True)
+    store = open_location(db_path, read_only=True)
     out = sys.stdout
     try:
         for line in store.export(cluster):
@@ -124,7 +125,7 @@ def export(db_path: str, cluster: str | None) -> None:
 @handle_errors
 def stats(db_path: str, output_format: str) -> None:
     """Events by cluster, stage and verb, and the time range covered."""
-    store = open_store(db_path, read_only=True)
+    store = open_location(db_path, read_only=True)
     try:
         result = store.stats()
     finally:

@@ -24,7 +24,7 @@ db_option = click.option(
     show_default=True,
     envvar="KUBETRAIL_DB",
     type=click.Path(dir_okay=False),
-    help="The embedded store file (env KUBETRAIL_DB).",
+    help="The store: a DuckDB file or a clickhouse://host:8123/db URL (env KUBETRAIL_DB).",
 )
 
 format_option = click.option(

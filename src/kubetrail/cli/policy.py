@@ -30,7 +30,7 @@ _EVENTS = click.option(
     help="Audit event file (JSON lines, EventList, .gz); repeat for several.",
 )
 _DB = click.option(
-    "--db", "db", type=click.Path(exists=True, dir_okay=False), help="kubetrail database to run on."
+    "--db", "db", help="kubetrail store to run on: a DuckDB file or a clickhouse:// URL."
 )
 _SINCE = click.option(
     "--since", default=None, help="With --db: only the last duration (30m, 24h, 7d)."
@@ -56,9 +56,11 @@ def _events(files: tuple[str, ...]) -> Iterator[dict[str, Any]]:
 
 @contextmanager
 def _store(path: str) -> Iterator[Any]:
-    from kubetrail.store import open_store
+    from kubetrail.store.location import is_url, open_location
 
-    store = open_store(path, read_only=True)
+    if not is_url(path) and not Path(path).is_file():
+        raise click.UsageError(f"no store at '{path}'")
+    store = open_location(path, read_only=True)
     try:
         yield store
     finally:

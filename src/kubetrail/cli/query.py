@@ -16,7 +16,7 @@ from rich.table import Table
 from ..errors import QueryError, UsageError
 from ..query.compiler import compile_query
 from ..query.runner import QueryResult, parse_duration, parse_instant, run_query
-from ..store import open_store
+from ..store.location import is_url, open_location
 from .options import db_option, fail, handle_errors
 
 
@@ -78,9 +78,9 @@ def query(
         if explain:
             _explain(text, dialect or "duckdb", start, end, cluster, limit)
             return
-        if not Path(db_path).exists():
+        if not is_url(db_path) and not Path(db_path).exists():
             raise UsageError(f"no store at '{db_path}' (ingest events first, or give --db)")
-        store = open_store(db_path, read_only=True)
+        store = open_location(db_path, read_only=True)
         try:
             result = run_query(
                 store,

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..report import build_report
-from ..store import open_store
+from ..store.location import open_location
 from .options import db_option, format_option, handle_errors, print_json
 
 
@@ -18,7 +18,7 @@ from .options import db_option, format_option, handle_errors, print_json
 @handle_errors
 def report(db_path: str, top: int, output_format: str) -> None:
     """Requests by verb, top users and denied requests (401/403) by user."""
-    store = open_store(db_path, read_only=True)
+    store = open_location(db_path, read_only=True)
     try:
         result = build_report(store, top=top)
     finally:

@@ -15,7 +15,12 @@ from .options import handle_errors
 
 @click.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
-@click.option("--db", "db_path", envvar="KUBETRAIL_DB", help="Store file (env KUBETRAIL_DB).")
+@click.option(
+    "--db",
+    "db_path",
+    envvar="KUBETRAIL_DB",
+    help="Store: a DuckDB file or a clickhouse:// URL (env KUBETRAIL_DB).",
+)
 @click.option("--listen", help="HOST:PORT to listen on [default: 127.0.0.1:8080].")
 @click.option(
     "--cluster-token",
@@ -59,7 +64,8 @@ def serve(
     and its JSON API at /api (log in as admin with the admin token). Flags override the
     config file. SIGTERM stops accepting, commits what was acknowledged and exits 0.
     """
-    config = load_config(config_path).server
+    full = load_config(config_path)
+    config = full.server
     _apply_flags(config, db_path, listen, cluster_tokens, tls_cert, tls_key, client_ca)
     validate(Config(server=config), "flags")
     if demo is not None:
@@ -72,9 +78,16 @@ def serve(
     from ..web.app import create_app
     from ..web.server import run
 
+    store = None
+    shown_store = config.db
+    if full.store is not None and not db_path:
+        # The store section wins over server.db, which then only names the local side files
+        # (quarantine, auth file).
+        shown_store = full.store.url or full.store.path or config.db
+        store = full.store.build()
     token = bootstrap.ensure_admin_token(config)
     if config.demo:
-        summary = bootstrap.load_demo(config)
+        summary = bootstrap.load_demo(config, store=store)
         if summary is not None:
             click.echo(
                 f"loaded {summary.stored:,} demo events (cluster '{bootstrap.DEMO_CLUSTER}')"
@@ -82,14 +95,14 @@ def serve(
     host, port = parse_listen(config.listen)
     scheme = "https" if config.tls.cert else "http"
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"kubetrail serving on {scheme}://{shown}:{port}/  (store: {config.db})")
+    click.echo(f"kubetrail serving on {scheme}://{shown}:{port}/  (store: {shown_store})")
     if token is not None:
         click.echo(f"admin token (shown once; its hash is in {bootstrap.auth_file(config.db)}):")
         click.echo(f"  {token}")
     if not config.clusters:
         click.echo("no cluster credentials configured: ingest answers 401 (see --cluster-token)")
     sys.stdout.flush()
-    if not run(create_app(config), config, log_level=log_level):
+    if not run(create_app(config, store=store), config, log_level=log_level):
         sys.exit(1)
 
 

@@ -51,6 +51,19 @@ def parse_since(text: str) -> timedelta:
     return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
 
 
+def _byte_lengths(tree: exp.Expr, dialect: str) -> exp.Expr:
+    """The templates use DuckDB's ``strlen`` (bytes); ClickHouse's ``length`` counts bytes."""
+    if dialect != "clickhouse":
+        return tree
+
+    def rename(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Anonymous) and str(node.this).lower() == "strlen":
+            return exp.Anonymous(this="length", expressions=node.expressions)
+        return node
+
+    return tree.transform(rename)
+
+
 def _const(sql: str, alias: str) -> exp.Expr:
     return exp.alias_(sqlglot.parse_one(sql, read="duckdb"), alias)
 
@@ -136,7 +149,7 @@ def tally_sql(
         exp.alias_(exp.Max(this=exp.column("t")), "t1"),
     ]
     select = exp.select(*keys, *aggs).from_(inner).group_by(*keys)
-    return select.sql(dialect), params
+    return _byte_lengths(select, dialect).sql(dialect), params
 
 
 #: Above this many events, ``simulate --db`` estimates bytes from a sample (counts stay exact).
@@ -195,7 +208,11 @@ def tally_store(
 
 def _estimate_bytes(store: Any, policy: Policy, since: str | None, tally: Tally) -> None:
     sql, params = tally_sql(
-        policy, "duckdb", since, keys=("rule_idx", "stage"), sample_percent=SAMPLE_PERCENT
+        policy,
+        getattr(store, "dialect", "duckdb"),
+        since,
+        keys=("rule_idx", "stage"),
+        sample_percent=SAMPLE_PERCENT,
     )
     means: dict[tuple[int | None, str], tuple[float, float, float]] = {}
     n_all = b_all = 0

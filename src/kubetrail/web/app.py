@@ -18,8 +18,8 @@ from starlette.routing import Route
 
 from ..config import ServerConfig
 from ..quarantine import Quarantine, quarantine_path
-from ..store import open_store
 from ..store.base import Store
+from ..store.location import open_location, sidecar_base
 from .api import API_ROUTES
 from .auth import Authenticator
 from .errors import http_exception, server_error
@@ -56,8 +56,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        opened = store if store is not None else open_store(config.db)
-        quarantine = Quarantine(quarantine_path(getattr(opened, "path", config.db)))
+        opened = store if store is not None else open_location(config.db)
+        quarantine = Quarantine(quarantine_path(getattr(opened, "path", sidecar_base(config.db))))
         writer = BatchWriter(opened, quarantine)
         writer.start()
         admission = Admission(config.limits.max_pending_batches)

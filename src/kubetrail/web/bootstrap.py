@@ -18,7 +18,8 @@ from ..config import ServerConfig
 from ..errors import ConfigError
 from ..pipeline import IngestSummary, ingest_batches
 from ..quarantine import Quarantine, quarantine_path
-from ..store import open_store
+from ..store.base import Store
+from ..store.location import open_location, sidecar_base
 from .auth import hash_token, new_token
 
 AUTH_FILE_VERSION = 1
@@ -27,7 +28,7 @@ DEMO_CLUSTER = "demo"
 
 def auth_file(db: str) -> Path | None:
     """Where the admin token hashes of a store live (``None`` for an in-memory store)."""
-    return None if db == ":memory:" else Path(f"{db}.auth.json")
+    return None if db == ":memory:" else Path(f"{sidecar_base(db)}.auth.json")
 
 
 def ensure_admin_token(config: ServerConfig) -> str | None:
@@ -58,18 +59,25 @@ def ensure_admin_token(config: ServerConfig) -> str | None:
     return token
 
 
-def load_demo(config: ServerConfig, seed: int = 7) -> IngestSummary | None:
+def load_demo(
+    config: ServerConfig, seed: int = 7, store: Store | None = None
+) -> IngestSummary | None:
     """Generate demo events ending now into the store, if it holds no events yet.
+
+    Args:
+        config: the server settings (``db`` names the store unless ``store`` is given).
+        seed: the demo generator's seed.
+        store: an open store to fill (left open); default: open ``config.db`` and close it.
 
     Returns:
         What was ingested, or ``None`` when the store already had events.
     """
     from ..demo import generate_events  # imported only for --demo: it is large
 
-    store = open_store(config.db)
-    quarantine = Quarantine(quarantine_path(config.db))
+    target = store if store is not None else open_location(config.db)
+    quarantine = Quarantine(quarantine_path(sidecar_base(config.db)))
     try:
-        if store.count() > 0:
+        if target.count() > 0:
             return None
         lines = generate_events(config.demo_events, seed=seed, end=datetime.now(UTC))
 
@@ -78,10 +86,11 @@ def load_demo(config: ServerConfig, seed: int = 7) -> IngestSummary | None:
             while chunk := list(islice(numbered, 20_000)):
                 yield "demo", chunk
 
-        return ingest_batches(store, batches(), DEMO_CLUSTER, quarantine=quarantine)
+        return ingest_batches(target, batches(), DEMO_CLUSTER, quarantine=quarantine)
     finally:
         quarantine.close()
-        store.close()
+        if store is None:
+            target.close()
 
 
 def _write_atomic(path: Path, text: str) -> None:

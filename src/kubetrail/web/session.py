@@ -145,11 +145,14 @@ class Sessions:
 
 
 def session_secret(config: ServerConfig) -> bytes:
-    """The cookie-signing key: ``<db>.session.key`` (created 0600 at first start), or a random
-    key per process for an in-memory store."""
+    """The cookie-signing key: ``<db>.session.key`` (created 0600 at first start; for a
+    ClickHouse store ``clickhouse-<database>.session.key``), or a random key per process for an
+    in-memory store."""
+    from ..store.location import sidecar_base
+
     if config.db == ":memory:":
         return secrets.token_bytes(32)
-    path = Path(f"{config.db}.session.key")
+    path = Path(f"{sidecar_base(config.db)}.session.key")
     if path.exists():
         return bytes.fromhex(path.read_text().strip())
     key = secrets.token_bytes(32)
