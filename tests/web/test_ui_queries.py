@@ -145,3 +145,14 @@ def test_shared_panels_equal_each_widgets_own_query(tmp_path) -> None:  # type: 
             for row in panel.rows[:3]:
                 again = run_query(store, row["_q"] + " | stats count()")
                 assert again.rows()[0][0] == row["count"]
+
+
+def test_script_json_cannot_close_its_element() -> None:
+    import json
+
+    from kubetrail.web.ui_pages import script_json
+
+    value = {"x": ["</script><script>alert(1)</script>", "a & b"]}
+    text = script_json(value)
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text) == value

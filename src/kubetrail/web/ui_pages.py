@@ -85,10 +85,17 @@ async def overview(request: Request) -> Response:
         "alerts": alerts,
         "verbs": [v for v in ("create", "update", "patch", "delete") if v in verbs],
         "status_max": max([n for _, _, n in data.status] + [1]),
-        "chart_json": json.dumps(chart),
+        "chart_json": script_json(chart),
         "chart_query": data.timechart["query"],
     }
     return render(request, "overview.html", context)
+
+
+def script_json(value: Any) -> str:
+    """JSON to embed in a ``<script type="application/json">`` element: ``<``, ``>`` and ``&``
+    escaped, so that data (a user agent, an object name) can never close the element."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _bucket_link(
@@ -221,8 +228,8 @@ async def search(request: Request) -> Response:
         listing=listing,
         aggregate=parsed.is_aggregate,
         elapsed_ms=result.elapsed_ms + (histogram.elapsed_ms if histogram else 0),
-        chart_json=json.dumps(_chart(result) if parsed.is_aggregate else None),
-        histogram_json=json.dumps(
+        chart_json=script_json(_chart(result) if parsed.is_aggregate else None),
+        histogram_json=script_json(
             _chart(histogram) | {"link": _bucket_link(flt, None, window, cluster)}
             if histogram and histogram.rows()
             else None
@@ -278,7 +285,7 @@ async def identity(request: Request) -> Response:
         "who": user,
         "who_term": term("user", user),
         "results": results,
-        "activity_json": json.dumps(
+        "activity_json": script_json(
             _chart(results["activity"])
             | {"link": _bucket_link(term("user", user), "verb", window, _cluster(request))}
             if results["activity"].rows()
