@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubetrail.cli import main
@@ -24,6 +24,7 @@ def _row(**values: object) -> dict[str, object]:
     return {"is_final": True, **values}
 
 
+@settings(deadline=None, max_examples=60)  # the machine is shared: no per-example deadline
 @given(st.text(min_size=1, max_size=30))
 def test_term_matches_exactly_the_clicked_value(value: str) -> None:
     matches = compile_predicate(term("user", value))
