@@ -57,7 +57,6 @@ HAND_SQL = [
     f"SELECT username, actor_kind, count(*) FROM events WHERE {W} AND username IS NOT NULL"
     " GROUP BY 1, 2",  # top users and top service accounts
     _top("namespace"),
-    _top("resource"),
     _top("user_agent"),
     _top("source_ips"),
     f"SELECT username, verb, count(*) AS n FROM events WHERE {W} AND actor_kind = 'human'"
@@ -65,8 +64,7 @@ HAND_SQL = [
     f"SELECT username, namespace, name, subresource, count(*), max(request_received) AS l"
     f" FROM events WHERE {W} AND subresource IN ('exec', 'attach') GROUP BY 1, 2, 3, 4"
     " ORDER BY l DESC LIMIT 10",
-    f"SELECT resource, verb, count(*) AS n FROM events WHERE {W}"
-    " AND verb IN ('create', 'update', 'patch', 'delete') GROUP BY 1, 2 ORDER BY n DESC LIMIT 200",
+    f"SELECT resource, verb, count(*) FROM events WHERE {W} GROUP BY 1, 2",  # resources, actions
     f"SELECT response_code, username, count(*) FROM events WHERE {W}"
     " AND response_code IS NOT NULL GROUP BY 1, 2",  # status codes and denied by user
     f"SELECT time_bucket(INTERVAL 15 MINUTE, request_received) AS t, verb, count(*)"

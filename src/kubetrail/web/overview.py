@@ -110,6 +110,7 @@ class Overview:
     status: list[tuple[str, str, int]]  # (label, filter, count)
     timechart: dict[str, Any]  # {"x": [...], "series": {verb: [...]}}, "span", "query"
     elapsed_ms: float
+    queries: int = 0
 
 
 def _run(store: Store, widget: Widget, window: TimeRange, cluster: str | None) -> Panel:
@@ -122,11 +123,12 @@ def _run(store: Store, widget: Widget, window: TimeRange, cluster: str | None) -
     return Panel(widget, result.columns, rows, result.elapsed_ms)
 
 
-#: Two queries that each answer two widgets (one scan instead of two; the widgets' own
+#: Three queries that each answer two widgets (one scan instead of two; the widgets' own
 #: queries give the same numbers, as a test checks, and are what their links show).
 PEOPLE_QUERY = "exists(user) | stats count() by user, actor"
 CODES_QUERY = "exists(code) | stats count() by code, user"
-SHARED = ("users", "service_accounts", "denied", "status")
+OBJECTS_QUERY = "| stats count() by resource, verb"
+SHARED = ("users", "service_accounts", "denied", "status", "resources", "actions")
 
 
 def _sort_key(value: Any) -> tuple[bool, str]:
@@ -149,7 +151,7 @@ def _top(widget: Widget, counts: dict[Any, int], n: int, percent: bool) -> Panel
 
 
 def _shared_panels(store: Store, window: TimeRange, cluster: str | None) -> dict[str, Panel]:
-    """The users, service accounts, denied and status panels from two grouped queries."""
+    """The panels of :data:`SHARED`, from three grouped queries."""
     widgets = {w.key: w for w in (*WIDGETS, STATUS)}
     people = run_query(
         store, PEOPLE_QUERY, time_from=window.start, time_to=window.end, cluster=cluster
@@ -169,7 +171,22 @@ def _shared_panels(store: Store, window: TimeRange, cluster: str | None) -> dict
         codes[code] = codes.get(code, 0) + int(count)
         if code in (401, 403):
             denied[user] = denied.get(user, 0) + int(count)
+    objects = run_query(
+        store, OBJECTS_QUERY, time_from=window.start, time_to=window.end, cluster=cluster
+    )
+    resources: dict[Any, int] = {}
+    actions: list[dict[str, Any]] = []
+    for resource, verb, count in objects.rows():
+        if resource is not None:
+            resources[resource] = resources.get(resource, 0) + int(count)
+        if verb in ACTION_VERBS:
+            actions.append({"resource": resource, "verb": verb, "count": int(count)})
+    actions.sort(key=lambda r: -r["count"])  # stable: ties stay in (resource, verb) order
+    for row in actions[:200]:
+        row["_q"] = ACTIONS.link_query(row)
     panels = {
+        "resources": _top(widgets["resources"], resources, 10, True),
+        "actions": Panel(ACTIONS, ("resource", "verb", "count"), actions[:200], objects.elapsed_ms),
         "users": _top(widgets["users"], users, 10, True),
         "service_accounts": _top(widgets["service_accounts"], accounts, 10, True),
         "denied": _top(widgets["denied"], denied, 10, False),
@@ -220,4 +237,5 @@ def build_overview(store: Store, window: TimeRange, cluster: str | None) -> Over
         "query": chart_q,
     }
     elapsed = sum(p.elapsed_ms for p in panels.values()) + chart.elapsed_ms
-    return Overview(panels, actions, status, timechart, elapsed)
+    queries = 3 + sum(w.key not in SHARED for w in (*WIDGETS, ACTIONS)) + 1
+    return Overview(panels, actions, status, timechart, elapsed, queries)
