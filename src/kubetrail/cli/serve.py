@@ -96,6 +96,7 @@ def serve(
     scheme = "https" if config.tls.cert else "http"
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"kubetrail serving on {scheme}://{shown}:{port}/  (store: {shown_store})")
+    click.echo(f"web UI: {scheme}://{shown}:{port}/ui/  (user 'admin', password: its token)")
     if token is not None:
         click.echo(f"admin token (shown once; its hash is in {bootstrap.auth_file(config.db)}):")
         click.echo(f"  {token}")
