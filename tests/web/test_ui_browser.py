@@ -165,6 +165,10 @@ def test_admin_journey(page: Any, live: UIServer) -> None:
     row = page.locator(f"#alert-{live.alert_id}")
     assert row.locator(".status").inner_text().startswith("open")
     _shot(page, "alerts")
+    row.get_by_text("events").click()  # the alert's events
+    page.wait_for_url("**/ui/search?**")
+    assert page.locator("#results a.open").count() == 1
+    page.goto(live.url + "/ui/alerts")
     row.locator("button.acknowledged").click()
     page.wait_for_url("**/ui/alerts")
     status = page.locator(f"#alert-{live.alert_id} .status").inner_text()
