@@ -285,3 +285,16 @@ def test_login_redirect_stays_on_this_site(live: UIServer, tmp_path: Path) -> No
     client = _client(live)
     page = client.get("/ui/login", params={"next": "//evil.example/"})
     assert "next=%2Fui%2Foverview" in page.text or "next=/ui/overview" in page.text
+
+
+def test_query_limit(live: UIServer) -> None:
+    url = live.url + "/api/query"
+    five = httpx.get(
+        url, params={"q": "| stats count() by id", "limit": "5"}, headers=VIEWER_AUTH, timeout=30
+    ).json()
+    assert len(five["rows"]) == 5
+    listing = httpx.get(url, params={"q": "exists(user)"}, headers=VIEWER_AUTH, timeout=30)
+    assert len(listing.json()["rows"]) == 100
+    for bad in ("0", "10001", "x"):
+        answer = httpx.get(url, params={"q": "exec", "limit": bad}, headers=VIEWER_AUTH, timeout=30)
+        assert_error(answer, 400)

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import UsageError
+from ..query import parse
 from ..query.runner import run_query
 from .api_alerts import ALERT_ROUTES
 from .api_guard import api_route
@@ -28,6 +29,8 @@ from .ui_context import HERE, in_thread, state
 from .ui_data import event_view, simulate_policy
 
 MAX_POLICY_BYTES = 1024 * 1024
+#: The most rows one answer holds (an aggregation without ``limit`` is cut there too).
+MAX_ROWS = 10_000
 
 
 @api_route()
@@ -47,7 +50,8 @@ async def query(request: Request) -> Response:
         time_from=window.start if window else None,
         time_to=window.end if window else None,
         cluster=params.get("cluster") or None,
-        limit=parse_limit(params.get("limit")),
+        limit=parse_limit(params.get("limit"), MAX_ROWS)
+        or (MAX_ROWS if parse(text).is_aggregate else None),
     )
     fmt = params.get("format", "json")
     if fmt == "ndjson":

@@ -31,6 +31,8 @@ from .ui_data import event_view, run_identity
 
 LISTING_FIELDS = ("time", "cluster", "user", "verb", "resource", "namespace", "name", "code")
 LISTING_LIMIT = 100
+#: The most rows of an aggregation the search page shows (the export has up to 10,000).
+AGGREGATE_LIMIT = 1000
 
 
 def _cluster(request: Request) -> str | None:
@@ -184,7 +186,7 @@ async def search(request: Request) -> Response:
             time_from=window.start,
             time_to=window.end,
             cluster=cluster,
-            limit=LISTING_LIMIT if listing else None,
+            limit=LISTING_LIMIT if listing else AGGREGATE_LIMIT,
         )
         histogram = None
         if listing or not parsed.is_aggregate:
