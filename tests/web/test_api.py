@@ -298,3 +298,17 @@ def test_query_limit(live: UIServer) -> None:
     for bad in ("0", "10001", "x"):
         answer = httpx.get(url, params={"q": "exec", "limit": bad}, headers=VIEWER_AUTH, timeout=30)
         assert_error(answer, 400)
+
+
+def test_policy_page_takes_an_upload(live: UIServer) -> None:
+    client = _login(live, *VIEWER)
+    token = _session_csrf(client)
+    page = client.post(
+        "/ui/policy",
+        data={"csrf": token, "since": "all"},
+        files={"file": ("p.yaml", POLICY, "application/yaml")},
+    )
+    assert page.status_code == 200 and 'id="reduction"' in page.text
+    bad = client.post("/ui/policy", data={"csrf": token, "since": "24h", "policy": "rules: 3"})
+    assert bad.status_code == 400 and 'id="policy-error"' in bad.text
+    assert client.post("/ui/policy", data={"since": "24h", "policy": "x"}).status_code == 403
