@@ -1,13 +1,13 @@
 """Benchmark of the web UI (issue 7): the overview page over N stored events (goal: < 2 s at 10 M).
 
 It starts the real application (``create_app``, uvicorn on a loopback port) on the store and
-times, as medians of several runs after one warm-up:
+times, as medians of several interleaved rounds after one warm-up round:
 
 1. ``GET /ui/overview`` (every widget run with ``run_query`` and the page rendered), over the
    store's last 24 hours (for the bench data set: every stored event);
 2. ``GET /api/overview`` (the same widgets as JSON);
-3. the baseline: the same widget questions as hand-written SQL on the same DuckDB store,
-   run one after the other in this process (no HTTP, no query compiler, no rendering).
+3. the baseline: the same groupings as hand-written SQL on the same DuckDB store, run one
+   after the other in this process (no HTTP, no query compiler, no rendering).
 
 Usage::
 
@@ -72,16 +72,6 @@ HAND_SQL = [
 ]
 
 
-def median_ms(func: Callable[[], object], repeat: int) -> tuple[float, list[float]]:
-    func()  # warm up (file cache, DuckDB buffers)
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples), samples
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -121,26 +111,35 @@ def main() -> None:
 
     params = {"range": "custom", "from": start.isoformat() + "Z", "to": end.isoformat() + "Z"}
     headers = {"Authorization": f"Bearer {TOKEN}"}
+
+    def baseline() -> None:
+        for sql in HAND_SQL:
+            store.query(sql, {"start": start, "end": end})
+
+    samples: dict[str, list[float]] = {"page": [], "api": [], "sql": []}
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=120) as http:
 
         def get(path: str) -> None:
             answer = http.get(path, params=params)
             answer.raise_for_status()
 
-        page_ms, page_samples = median_ms(lambda: get("/ui/overview"), args.repeat)
-        api_ms, _ = median_ms(lambda: get("/api/overview"), args.repeat)
+        runs: dict[str, Callable[[], object]] = {
+            "page": lambda: get("/ui/overview"),
+            "api": lambda: get("/api/overview"),
+            "sql": baseline,  # the server's own store object, while the server idles
+        }
+        # interleaved, so that the shared machine's load hits all three alike; round 0 warms up
+        for round_no in range(args.repeat + 1):
+            for key, func in runs.items():
+                started = time.perf_counter()
+                func()
+                if round_no:
+                    samples[key].append((time.perf_counter() - started) * 1000)
     server.should_exit = True
     thread.join(30)
     sock.close()
-
-    store = open_store(db, read_only=True)  # the server closed its store on shutdown
-
-    def baseline() -> None:
-        for sql in HAND_SQL:
-            store.query(sql, {"start": start, "end": end})
-
-    hand_ms, _ = median_ms(baseline, args.repeat)
-    store.close()
+    page_ms, api_ms, hand_ms = (statistics.median(samples[k]) for k in ("page", "api", "sql"))
+    page_samples = samples["page"]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"events in store: {args.events:,}; in the overview's 24 h: {in_range:,};"
