@@ -66,6 +66,23 @@ class ClusterConfig:
 
 
 @dataclass
+class UserConfig:
+    """A person who may log in to the web UI, or script the ``/api`` with a token.
+
+    Attributes:
+        name: the login name.
+        role: ``viewer`` (read only) or ``admin`` (also changes alerts and settings).
+        password_hash: scrypt hash of the password (``kubetrail certs hash-password``).
+        token_sha256: hex SHA-256 of API tokens that act as this user.
+    """
+
+    name: str = ""
+    role: str = "viewer"
+    password_hash: str = ""
+    token_sha256: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ServerConfig:
     """Settings of ``kubetrail serve``."""
 
@@ -79,6 +96,8 @@ class ServerConfig:
     tls: TLSConfig = field(default_factory=TLSConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     clusters: list[ClusterConfig] = field(default_factory=list)
+    users: list[UserConfig] = field(default_factory=list)
+    secure_cookies: bool = True
 
 
 @dataclass
@@ -203,6 +222,7 @@ def validate(config: Config, where: str) -> None:
     for h in server.admin_token_sha256:
         if not _SHA256.match(h):
             raise ConfigError(f"{where}: server.admin_token_sha256: expected 64 hex digits")
+    _validate_users(server.users, where)
     if bool(server.tls.cert) != bool(server.tls.key):
         raise ConfigError(f"{where}: server.tls: cert and key must be given together")
     if server.tls.client_ca and not server.tls.cert:
@@ -221,6 +241,25 @@ def validate(config: Config, where: str) -> None:
             f"{where}: collect.format_in: {config.collect.format_in!r} is not one of "
             + ", ".join(formats)
         )
+
+
+def _validate_users(users: list[UserConfig], where: str) -> None:
+    from .web.passwords import is_password_hash
+
+    names: set[str] = set()
+    for i, user in enumerate(users):
+        key = f"{where}: server.users[{i}]"
+        if not user.name.strip() or user.name in names:
+            raise ConfigError(f"{key}.name: empty or listed twice")
+        names.add(user.name)
+        if user.role not in ("viewer", "admin"):
+            raise ConfigError(f"{key}.role: {user.role!r}; expected 'viewer' or 'admin'")
+        if user.password_hash and not is_password_hash(user.password_hash):
+            raise ConfigError(
+                f"{key}.password_hash: not a scrypt hash (see `kubetrail certs hash-password`)"
+            )
+        if any(not _SHA256.match(h) for h in user.token_sha256):
+            raise ConfigError(f"{key}.token_sha256: expected 64 lowercase hex digits")
 
 
 def parse_listen(value: str, key: str = "listen") -> tuple[str, int]:

@@ -69,3 +69,16 @@ def new_token_command() -> None:
     token = new_token()
     click.echo(f"token:        {token}")
     click.echo(f"token_sha256: {hash_token(token)}")
+
+
+@certs.command("hash-password")
+@click.argument("password", required=False)
+def hash_password_command(password: str | None) -> None:
+    """Print the scrypt hash of PASSWORD (or of the first line of stdin) for a web user's
+    `password_hash`."""
+    from ..web.passwords import hash_password
+
+    value = password if password is not None else sys.stdin.readline().rstrip("\n")
+    if not value:
+        raise click.UsageError("no password given")
+    click.echo(hash_password(value))

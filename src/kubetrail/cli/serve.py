@@ -1,4 +1,4 @@
-"""``kubetrail serve``: the collector's HTTP server (webhook ingest, health, metrics)."""
+"""``kubetrail serve``: the collector's HTTP server (webhook ingest, health, metrics, web UI)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def serve(
     """Receive audit events from API servers (webhook backend) and `kubetrail collect`.
 
     POST /ingest/v1/events takes an EventList, an Event or JSON lines (gzip too) from a
-    configured cluster's credential; GET /healthz, /readyz and /metrics. Flags override the
+    configured cluster's credential; GET /healthz, /readyz and /metrics; the web UI at /ui/
+    and its JSON API at /api (log in as admin with the admin token). Flags override the
     config file. SIGTERM stops accepting, commits what was acknowledged and exits 0.
     """
     full = load_config(config_path)
@@ -97,6 +98,7 @@ def serve(
     scheme = "https" if config.tls.cert else "http"
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"kubetrail serving on {scheme}://{shown}:{port}/  (store: {shown_store})")
+    click.echo(f"web UI: {scheme}://{shown}:{port}/ui/  (user 'admin', password: its token)")
     if token is not None:
         click.echo(f"admin token (shown once; its hash is in {bootstrap.auth_file(config.db)}):")
         click.echo(f"  {token}")

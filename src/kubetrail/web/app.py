@@ -1,7 +1,8 @@
 """The ASGI application: routes and middleware as lists, state built in the lifespan.
 
-:func:`create_app` is the one factory; ``kubetrail serve`` runs it under uvicorn and the web
-API of a later issue adds its routes to :data:`ROUTES`-like lists of its own.
+:func:`create_app` is the one factory; ``kubetrail serve`` runs it under uvicorn. Besides
+ingest, health and metrics it serves the JSON API (``/api``, :mod:`.api`) and the web UI
+(``/ui/``, :mod:`.ui`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from ..config import ServerConfig
 from ..quarantine import Quarantine, quarantine_path
 from ..store.base import Store
 from ..store.location import open_location, sidecar_base
+from .api import API_ROUTES
 from .auth import Authenticator
 from .errors import http_exception, server_error
 from .health import healthz, readyz
 from .ingest import IngestState, ingest_events
 from .metrics import IngestMetrics
+from .ui import ui_routes
+from .ui_context import web_state
 from .writer import Admission, BatchWriter
 
 log = logging.getLogger("kubetrail.web")
@@ -67,6 +71,7 @@ def create_app(
             limiter=anyio.CapacityLimiter(config.limits.parse_workers),
             redact=config.redact,
         )
+        app.state.web = web_state(config, opened, auth)
         try:
             yield
         finally:
@@ -84,6 +89,8 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
+        *API_ROUTES,
+        *ui_routes(),
     ]
     handlers = {HTTPException: http_exception, Exception: server_error}
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)

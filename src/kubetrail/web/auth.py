@@ -6,8 +6,9 @@ of work per known token, whatever matches). A client certificate has already bee
 against ``tls.client_ca`` by the TLS layer; its CN or DNS SAN names the cluster. The server
 passes the certificate in the ASGI ``tls`` extension (``scope["extensions"]["tls"]``).
 
-The web API of a later issue reuses :class:`Authenticator` with the ``admin`` and ``viewer``
-roles; ingest accepts only ``ingest`` principals, and takes the cluster from the principal.
+The web API reuses :class:`Authenticator` with the ``admin`` and ``viewer`` roles (tokens of
+``server.admin_token_sha256`` and ``server.users[].token_sha256``); ingest accepts only
+``ingest`` principals, and takes the cluster from the principal.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..config import ServerConfig
 
 INGEST = "ingest"
 ADMIN = "admin"
+VIEWER = "viewer"
 
 
 def hash_token(token: str) -> str:
@@ -45,12 +47,14 @@ class Principal:
     Attributes:
         role: ``ingest`` (a cluster sending events) or ``admin``.
         cluster: the cluster of an ``ingest`` principal, else ``None``.
-        via: ``token`` or ``cert``.
+        via: ``token``, ``cert`` or ``session`` (a web UI login).
+        name: the web user's name (``admin`` for the admin token), else ``None``.
     """
 
     role: str
     cluster: str | None
     via: str
+    name: str | None = None
 
 
 class AuthError(Exception):
@@ -84,7 +88,10 @@ class Authenticator:
             tokens += [(h, principal) for h in cluster.token_sha256]
             for name in cluster.cert_names or [cluster.name]:
                 names[name] = cluster.name
-        tokens += [(h, Principal(ADMIN, None, "token")) for h in config.admin_token_sha256]
+        tokens += [(h, Principal(ADMIN, None, "token", "admin")) for h in config.admin_token_sha256]
+        for user in config.users:
+            principal = Principal(user.role, None, "token", user.name)
+            tokens += [(h, principal) for h in user.token_sha256]
         return cls(tokens, names)
 
     def authenticate(self, scope: dict[str, Any]) -> Principal:
@@ -111,6 +118,10 @@ class Authenticator:
                 return Principal(INGEST, self._cert_names[name], "cert")
         shown = ", ".join(names) or "none"
         raise AuthError(403, f"the client certificate (names: {shown}) names no configured cluster")
+
+    def match_token(self, token: str) -> Principal | None:
+        """The principal of a bearer token, or ``None`` (used by the web login form)."""
+        return self._match_token(token)
 
     def _match_token(self, token: str) -> Principal | None:
         digest = hashlib.sha256(token.encode("utf-8")).digest()

@@ -1,0 +1,373 @@
+"""Stored alerts: the ``alerts`` and ``alert_deliveries`` tables of the event store.
+
+An alert is keyed by (rule, cluster, key): while an alert of that key is open and was last
+seen less than its cooldown ago, a new match adds to it (count, last seen, auditIDs) instead of
+raising a new one. Alerts are written before any sink is tried, so an unreachable sink loses
+nothing; each sink's delivery state is kept next to the alert.
+
+Times are stored as naive UTC (like every time in the store) and returned as aware UTC.
+Every value travels as a bound parameter.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..errors import UsageError
+from ..store.base import Store
+
+STATUSES = ("open", "acknowledged", "resolved")
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+#: The most auditIDs kept per alert (the first ones; ``count`` keeps the true number).
+MAX_AUDIT_IDS = 100
+
+_ALERTS_DDL = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id VARCHAR PRIMARY KEY,
+    rule VARCHAR NOT NULL,
+    title VARCHAR NOT NULL,
+    severity VARCHAR NOT NULL,
+    tags VARCHAR[] NOT NULL,
+    cluster VARCHAR NOT NULL,
+    key VARCHAR NOT NULL,
+    message VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    first_seen TIMESTAMP NOT NULL,
+    last_seen TIMESTAMP NOT NULL,
+    count BIGINT NOT NULL,
+    audit_ids VARCHAR[] NOT NULL,
+    acknowledged_by VARCHAR,
+    resolved_by VARCHAR,
+    updated_at TIMESTAMP NOT NULL
+)"""
+
+_DELIVERIES_DDL = """
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    alert_id VARCHAR NOT NULL,
+    sink VARCHAR NOT NULL,
+    state VARCHAR NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_error VARCHAR,
+    updated_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (alert_id, sink)
+)"""
+
+_COLUMNS = (
+    "id, rule, title, severity, tags, cluster, key, message, status, first_seen, last_seen, "
+    "count, audit_ids, acknowledged_by, resolved_by"
+)
+# One writer at a time per process: the find-then-update of record_alert must not interleave.
+_WRITE_LOCK = threading.Lock()
+_READY: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The state of one alert at one sink: ``pending``, ``delivered`` or ``failed``."""
+
+    sink: str
+    state: str
+    attempts: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class StoredAlert:
+    """An alert as stored.
+
+    Attributes:
+        id: a unique id (hex).
+        rule: the id of the rule that raised it.
+        title, severity, tags: copied from the rule when the alert was raised.
+        cluster: the cluster of the matching events.
+        key: what makes two matches the same alert (the rule's ``by`` values, or the auditID).
+        message: the rule's output template filled with the first matching event.
+        status: ``open``, ``acknowledged`` or ``resolved``.
+        first_seen, last_seen: request times (aware UTC) of the first and last matching events.
+        count: matching events (requests) folded into this alert.
+        audit_ids: auditIDs of the matching events (at most :data:`MAX_AUDIT_IDS`).
+        acknowledged_by, resolved_by: who changed the status.
+        deliveries: the alert's state at each sink it was sent to.
+    """
+
+    id: str
+    rule: str
+    title: str
+    severity: str
+    tags: tuple[str, ...]
+    cluster: str
+    key: str
+    message: str
+    status: str
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+    audit_ids: tuple[str, ...]
+    acknowledged_by: str | None
+    resolved_by: str | None
+    deliveries: tuple[Delivery, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        """The alert as a dict (times RFC 3339 UTC; ``auditIDs`` as the issue names it)."""
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "title": self.title,
+            "severity": self.severity,
+            "tags": list(self.tags),
+            "cluster": self.cluster,
+            "key": self.key,
+            "message": self.message,
+            "status": self.status,
+            "first_seen": _rfc3339(self.first_seen),
+            "last_seen": _rfc3339(self.last_seen),
+            "count": self.count,
+            "auditIDs": list(self.audit_ids),
+            "acknowledged_by": self.acknowledged_by,
+            "resolved_by": self.resolved_by,
+            "deliveries": [
+                {"sink": d.sink, "state": d.state, "attempts": d.attempts, "error": d.last_error}
+                for d in self.deliveries
+            ],
+        }
+
+
+def ensure_tables(store: Store) -> None:
+    """Create the alert tables in ``store`` if they are missing (once per store object)."""
+    if store in _READY:
+        return
+    store.query(_ALERTS_DDL)
+    store.query(_DELIVERIES_DDL)
+    _READY.add(store)
+
+
+def record_alert(
+    store: Store,
+    *,
+    rule: str,
+    title: str,
+    severity: str,
+    cluster: str,
+    key: str,
+    message: str,
+    time: datetime,
+    audit_ids: Sequence[str],
+    tags: Iterable[str] = (),
+    count: int | None = None,
+    cooldown: timedelta = timedelta(hours=1),
+) -> tuple[StoredAlert, bool]:
+    """Store a match: fold it into the open alert of the same key, or raise a new alert.
+
+    Args:
+        store: the event store.
+        rule, title, severity, tags: the rule's id and descriptive fields.
+        cluster: the cluster of the events.
+        key: the alert key (same rule + cluster + key within ``cooldown`` = same alert).
+        message: the filled output template.
+        time: request time of the (last) matching event.
+        audit_ids: auditIDs of the matching events.
+        count: matching requests (default: ``len(audit_ids)``).
+        cooldown: how long after its last match an open alert still absorbs new matches.
+
+    Returns:
+        ``(alert, new)``: the stored alert and whether it was raised now (to be sent to sinks).
+
+    Raises:
+        UsageError: an unknown severity.
+    """
+    if severity not in SEVERITIES:
+        raise UsageError(f"unknown severity '{severity}'; use one of {', '.join(SEVERITIES)}")
+    ensure_tables(store)
+    when = _naive(time)
+    n = len(audit_ids) if count is None else count
+    ids = list(dict.fromkeys(audit_ids))[:MAX_AUDIT_IDS]
+    with _WRITE_LOCK:
+        rows = store.query(
+            "SELECT id, audit_ids FROM alerts WHERE rule = ? AND cluster = ? AND key = ? "
+            "AND status <> 'resolved' AND last_seen >= ? ORDER BY last_seen DESC LIMIT 1",
+            [rule, cluster, key, when - cooldown],
+        ).to_pylist()
+        now = _naive(datetime.now(UTC))
+        if rows:
+            alert_id = rows[0]["id"]
+            merged = list(dict.fromkeys([*rows[0]["audit_ids"], *ids]))[:MAX_AUDIT_IDS]
+            store.query(
+                "UPDATE alerts SET count = count + ?, last_seen = greatest(last_seen, ?), "
+                "first_seen = least(first_seen, ?), audit_ids = ?, updated_at = ? "
+                "WHERE id = ? RETURNING id",
+                [n, when, when, merged, now, alert_id],
+            )
+            new = False
+        else:
+            alert_id = uuid.uuid4().hex
+            store.query(
+                "INSERT INTO alerts VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, NULL, NULL, ?) RETURNING id",
+                [
+                    alert_id,
+                    rule,
+                    title,
+                    severity,
+                    list(tags),
+                    cluster,
+                    key,
+                    message,
+                    when,
+                    when,
+                    n,
+                    ids,
+                    now,
+                ],
+            )
+            new = True
+    alert = get_alert(store, alert_id)
+    assert alert is not None
+    return alert, new
+
+
+def list_alerts(
+    store: Store,
+    *,
+    since: datetime | None = None,
+    status: str | None = None,
+    cluster: str | None = None,
+    limit: int = 500,
+) -> list[StoredAlert]:
+    """Stored alerts, most recently seen first.
+
+    Args:
+        store: the event store.
+        since: only alerts last seen at or after this time (naive = UTC).
+        status: only alerts with this status.
+        cluster: only alerts of this cluster.
+        limit: the most alerts to return.
+    """
+    if status is not None and status not in STATUSES:
+        raise UsageError(f"unknown status '{status}'; use one of {', '.join(STATUSES)}")
+    ensure_tables(store)
+    where, params = ["TRUE"], []
+    if since is not None:
+        where.append("last_seen >= ?")
+        params.append(_naive(since))
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if cluster is not None:
+        where.append("cluster = ?")
+        params.append(cluster)
+    params.append(max(0, int(limit)))
+    rows = store.query(
+        f"SELECT {_COLUMNS} FROM alerts WHERE {' AND '.join(where)} "
+        "ORDER BY last_seen DESC, id LIMIT ?",
+        params,
+    ).to_pylist()
+    return _with_deliveries(store, rows)
+
+
+def get_alert(store: Store, alert_id: str) -> StoredAlert | None:
+    """The alert with this id, or ``None``."""
+    ensure_tables(store)
+    rows = store.query(f"SELECT {_COLUMNS} FROM alerts WHERE id = ?", [alert_id]).to_pylist()
+    alerts = _with_deliveries(store, rows)
+    return alerts[0] if alerts else None
+
+
+def set_status(store: Store, alert_id: str, status: str, by: str) -> StoredAlert:
+    """Acknowledge, resolve or reopen an alert.
+
+    Raises:
+        KeyError: no alert has this id.
+        UsageError: an unknown status.
+    """
+    if status not in STATUSES:
+        raise UsageError(f"unknown status '{status}'; use one of {', '.join(STATUSES)}")
+    ensure_tables(store)
+    now = _naive(datetime.now(UTC))
+    assignments = {
+        "open": "acknowledged_by = NULL, resolved_by = NULL",
+        "acknowledged": "acknowledged_by = ?, resolved_by = NULL",
+        "resolved": "resolved_by = ?",
+    }[status]
+    params: list[Any] = [status]
+    if status != "open":
+        params.append(by)
+    params += [now, alert_id]
+    with _WRITE_LOCK:
+        rows = store.query(
+            f"UPDATE alerts SET status = ?, {assignments}, updated_at = ? WHERE id = ? "
+            "RETURNING id",
+            params,
+        ).num_rows
+    if not rows:
+        raise KeyError(alert_id)
+    alert = get_alert(store, alert_id)
+    assert alert is not None
+    return alert
+
+
+def set_delivery(
+    store: Store, alert_id: str, sink: str, state: str, attempts: int, error: str | None = None
+) -> None:
+    """Record the state of an alert at one sink (``pending``, ``delivered``, ``failed``)."""
+    ensure_tables(store)
+    now = _naive(datetime.now(UTC))
+    with _WRITE_LOCK:
+        store.query(
+            "INSERT INTO alert_deliveries VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (alert_id, sink) DO UPDATE SET state = excluded.state, "
+            "attempts = excluded.attempts, last_error = excluded.last_error, "
+            "updated_at = excluded.updated_at RETURNING alert_id",
+            [alert_id, sink, state, attempts, error, now],
+        )
+
+
+def _with_deliveries(store: Store, rows: list[dict[str, Any]]) -> list[StoredAlert]:
+    if not rows:
+        return []
+    ids = [r["id"] for r in rows]
+    found = store.query(
+        "SELECT alert_id, sink, state, attempts, last_error FROM alert_deliveries "
+        "WHERE list_contains(?, alert_id) ORDER BY alert_id, sink",
+        [ids],
+    ).to_pylist()
+    by_alert: dict[str, list[Delivery]] = {}
+    for d in found:
+        by_alert.setdefault(d["alert_id"], []).append(
+            Delivery(d["sink"], d["state"], int(d["attempts"]), d["last_error"])
+        )
+    return [_alert(r, tuple(by_alert.get(r["id"], ()))) for r in rows]
+
+
+def _alert(row: dict[str, Any], deliveries: tuple[Delivery, ...]) -> StoredAlert:
+    return StoredAlert(
+        id=row["id"],
+        rule=row["rule"],
+        title=row["title"],
+        severity=row["severity"],
+        tags=tuple(row["tags"]),
+        cluster=row["cluster"],
+        key=row["key"],
+        message=row["message"],
+        status=row["status"],
+        first_seen=row["first_seen"].replace(tzinfo=UTC),
+        last_seen=row["last_seen"].replace(tzinfo=UTC),
+        count=int(row["count"]),
+        audit_ids=tuple(row["audit_ids"]),
+        acknowledged_by=row["acknowledged_by"],
+        resolved_by=row["resolved_by"],
+        deliveries=deliveries,
+    )
+
+
+def _naive(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo is not None else t
+
+
+def _rfc3339(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
