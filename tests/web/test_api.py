@@ -312,3 +312,12 @@ def test_policy_page_takes_an_upload(live: UIServer) -> None:
     bad = client.post("/ui/policy", data={"csrf": token, "since": "24h", "policy": "rules: 3"})
     assert bad.status_code == 400 and 'id="policy-error"' in bad.text
     assert client.post("/ui/policy", data={"since": "24h", "policy": "x"}).status_code == 403
+
+
+def test_csv_export_neutralises_spreadsheet_formulas() -> None:
+    from kubetrail.web.api import _csv_cell
+
+    assert _csv_cell('=HYPERLINK("http://evil","x")') == '\'=HYPERLINK("http://evil","x")'
+    assert _csv_cell("@SUM(1)") == "'@SUM(1)" and _csv_cell("+1") == "'+1"
+    assert _csv_cell(["-x", "y"]) == "'-x, y"
+    assert _csv_cell(-3) == -3 and _csv_cell(None) == "" and _csv_cell("kubectl") == "kubectl"

@@ -73,11 +73,21 @@ def _attachment(ext: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="kubetrail-query.{ext}"'}
 
 
+#: A spreadsheet runs a cell that starts with one of these as a formula: an attacker controls
+#: user agents, names and URIs, so exported text cells that start so get a leading quote
+#: (OWASP "CSV injection"). Numbers are left alone.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: Any) -> Any:
     value = plain(value)
     if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    return "" if value is None else value
+        value = ", ".join(str(v) for v in value)
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 @api_route()
