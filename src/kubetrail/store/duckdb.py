@@ -449,6 +449,18 @@ class DuckDBStore:
                 at=at or _utcnow(),
             )
 
+    def count_unchained_before(self, cluster: str, cutoff: datetime) -> int:
+        """Events of a cluster received before ``cutoff`` that no chain record covers."""
+        with self._lock, _translated("cannot count unchained events"):
+            row = _first(
+                self._con,
+                f"SELECT count(*) FROM {EVENTS_TABLE} WHERE cluster = $cluster "
+                "AND request_received < $cutoff AND batch_id NOT IN "
+                "(SELECT batch_id FROM chain WHERE cluster = $cluster AND batch_id IS NOT NULL)",
+                {"cluster": cluster, "cutoff": cutoff},
+            )
+        return int(row[0]) if row else 0
+
     def used_bytes(self) -> int:
         """Bytes of the database file's blocks in use (what a size cap is compared with)."""
         with self._lock, _translated("cannot read the database size"):

@@ -104,8 +104,19 @@ def append(
     return record
 
 
+def exists(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the store has the chain table (a store opened read-only may predate it)."""
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'chain' "
+        "AND table_catalog = current_database()"
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def records(con: duckdb.DuckDBPyConnection, cluster: str) -> list[ChainRecord]:
     """A cluster's chain records in sequence order, as stored (not checked)."""
+    if not exists(con):
+        return []
     rows = con.execute(
         f"SELECT {_COLUMNS} FROM chain WHERE cluster = ? ORDER BY seq", [cluster]
     ).fetchall()
@@ -136,6 +147,9 @@ def records(con: duckdb.DuckDBPyConnection, cluster: str) -> list[ChainRecord]:
 
 def clusters(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Clusters that have a chain or stored events."""
+    if not exists(con):
+        rows = con.execute(f"SELECT DISTINCT cluster FROM {EVENTS_TABLE} ORDER BY 1").fetchall()
+        return [str(r[0]) for r in rows]
     rows = con.execute(
         f"SELECT cluster FROM chain UNION SELECT cluster FROM {EVENTS_TABLE} ORDER BY 1"
     ).fetchall()
