@@ -9,7 +9,6 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pytest
-from trail import PER_DAY, fill
 
 from kubetrail.model import decode_records, normalize
 from kubetrail.pipeline import ingest_paths
@@ -18,8 +17,7 @@ from kubetrail.store.integrity import GENESIS, ChainRecord, events_digest
 from kubetrail.store.retention import RetentionPolicy, apply_retention
 from kubetrail.store.verify import verify_store
 from testdata import EVENTS
-
-START = datetime(2026, 3, 1)
+from trail import PER_DAY, START, fill
 
 
 @pytest.fixture

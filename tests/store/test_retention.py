@@ -6,8 +6,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from test_integrity import START
-from trail import PER_DAY, fill
 
 from kubetrail.config import parse_config
 from kubetrail.errors import ConfigError
@@ -22,6 +20,7 @@ from kubetrail.store.retention import (
 )
 from kubetrail.store.verify import verify_store
 from testdata import EVENTS
+from trail import PER_DAY, START, fill
 
 
 def _days(store: DuckDBStore, cluster: str) -> list[int]:

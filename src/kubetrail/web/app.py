@@ -19,11 +19,13 @@ from ..config import ServerConfig
 from ..quarantine import Quarantine, quarantine_path
 from ..store import open_store
 from ..store.base import Store
+from ..store.layout import RoutedStore
 from .auth import Authenticator
 from .errors import http_exception, server_error
 from .health import healthz, readyz
 from .ingest import IngestState, ingest_events
 from .metrics import IngestMetrics
+from .retention import RetentionMetrics, RetentionScheduler
 from .writer import Admission, BatchWriter
 
 log = logging.getLogger("kubetrail.web")
@@ -48,14 +50,17 @@ def create_app(
         and on shutdown commits every admitted batch before closing the store.
     """
     metrics = IngestMetrics()
+    retention_metrics = RetentionMetrics(metrics.registry)
     auth = authenticator or Authenticator.from_config(config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        opened = store if store is not None else open_store(config.db)
+        opened = store if store is not None else _open_stores(config)
         quarantine = Quarantine(quarantine_path(getattr(opened, "path", config.db)))
         writer = BatchWriter(opened, quarantine)
         writer.start()
+        scheduler = RetentionScheduler.for_server(opened, config, retention_metrics)
+        scheduler.start()
         admission = Admission(config.limits.max_pending_batches)
         metrics.queue_capacity.set(admission.capacity)
         app.state.ingest = IngestState(
@@ -73,6 +78,7 @@ def create_app(
             # The server has stopped accepting and answered its requests; commit what is
             # left (nothing admitted stays unanswered) and close the store.
             admission.draining = True
+            await anyio.to_thread.run_sync(scheduler.stop)
             await anyio.to_thread.run_sync(writer.stop, float(config.drain_seconds))
             quarantine.close()
             opened.close()
@@ -87,3 +93,10 @@ def create_app(
     ]
     handlers = {HTTPException: http_exception, Exception: server_error}
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+
+
+def _open_stores(config: ServerConfig) -> Store:
+    """``server.db``, or a :class:`RoutedStore` when clusters have store files of their own."""
+    if not any(c.store for c in config.clusters):
+        return open_store(config.db)
+    return RoutedStore.open(config, open_store)

@@ -18,6 +18,8 @@ from testdata import EVENTS, read_json_lines
 
 TEMPLATES = read_json_lines(EVENTS / "audit2rbac-demo-v1.jsonl")
 PER_DAY = len(TEMPLATES)
+#: The first day of the stores these tests build.
+START = datetime(2026, 3, 1)
 
 
 def _stamp(when: datetime) -> str:
