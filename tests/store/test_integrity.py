@@ -220,3 +220,15 @@ def test_store_without_chain_reports_unchained_events(tmp_path: Path) -> None:
     store.close()
     report = _verify(path)
     assert {k for k, _ in _kinds(report)} == {"events_outside_chain"}
+
+
+def test_duplicate_across_chunks_of_one_batch(store: DuckDBStore, tmp_path: Path) -> None:
+    """A line repeated later in the same file (another chunk, same batch) is stored once."""
+    lines = (EVENTS / "audit2rbac-demo-v1.jsonl").read_bytes().splitlines()
+    path = tmp_path / "repeat.jsonl"
+    path.write_bytes(b"\n".join([*lines, lines[3], lines[0]]) + b"\n")
+    summary = ingest_paths(store, [path], cluster="r", chunk_records=8, batch_records=1000)
+    assert summary.duplicates == 2
+    (record,) = store.chain_records("r")
+    assert record.events == len(lines) == store.count("r")
+    assert verify_store(store).ok

@@ -233,30 +233,11 @@ class DuckDBStore:
         stored = int(row[0]) if row else 0
         if not self.chain:
             return received, stored, first, last, None
-        return received, stored, first, last, self._stored_rows(table, stored, meta, first, last)
-
-    def _stored_rows(
-        self, table: pa.Table, stored: int, meta: BatchMeta, first: Any, last: Any
-    ) -> pa.Table:
-        """The digest columns of the rows of ``table`` that the insert kept.
-
-        Usually all of them (no copy: DuckDB holds these buffers until commit anyway). When
-        some were duplicates, the stored keys of this batch are read back (a narrow read of
-        the batch's time range) and matched.
-        """
-        digest = table.select([*DIGEST_COLUMNS, "stage_time"])
-        if stored == table.num_rows:
-            return digest
-        found = self._con.sql(
-            f"SELECT audit_id, stage, request_received FROM {EVENTS_TABLE} "
-            "WHERE cluster = $cluster AND batch_id = $batch AND stage_time BETWEEN $lo AND $hi",
-            params={"cluster": meta.cluster, "batch": meta.batch_id, "lo": first, "hi": last},
-        ).to_arrow_table()
-        indexed = digest.append_column("_i", pa.array(range(digest.num_rows), pa.int64()))
-        kept = indexed.join(
-            found, keys=["audit_id", "stage", "request_received"], join_type="left semi"
-        )
-        return digest.take(kept.column("_i"))
+        # The digest columns of the rows kept: all of them, usually (no copy: DuckDB holds
+        # these buffers until commit anyway). When some were duplicates, the batch's stored
+        # rows are read back at the end (``_record_batch``) instead.
+        kept = table.select([*DIGEST_COLUMNS, "stage_time"]) if stored == table.num_rows else None
+        return received, stored, first, last, kept
 
     def _record_batch(self, meta: BatchMeta, tally: _Tally) -> None:
         if not tally.received:
@@ -268,7 +249,7 @@ class DuckDBStore:
         )
         if not self.chain or not tally.stored:
             return
-        parts = tally.parts
+        parts = tally.parts if not tally.partial else [self._read_back(meta, tally)]
         stage_times = pa.chunked_array(
             [c for p in parts for c in p.column("stage_time").chunks], pa.timestamp("us")
         )
@@ -284,6 +265,20 @@ class DuckDBStore:
             detail={"source": meta.source},
             at=_utcnow(),
         )
+
+    def _read_back(self, meta: BatchMeta, tally: _Tally) -> pa.Table:
+        """The digest columns of what this batch stored, read inside its own transaction."""
+        columns = ", ".join([*DIGEST_COLUMNS, "stage_time"])
+        return self._con.sql(
+            f"SELECT {columns} FROM {EVENTS_TABLE} WHERE cluster = $cluster AND batch_id = $batch "
+            "AND stage_time BETWEEN $lo AND $hi",
+            params={
+                "cluster": meta.cluster,
+                "batch": meta.batch_id,
+                "lo": tally.first,
+                "hi": tally.last,
+            },
+        ).to_arrow_table()
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
         """Run compiled SQL with bound parameters; see :meth:`Store.query`."""
@@ -509,6 +504,7 @@ class _Tally:
         self.last: datetime | None = None
         #: Digest columns of the stored rows, for the chain record.
         self.parts: list[pa.Table] = []
+        self.partial = False
 
     def add(
         self,
@@ -522,6 +518,8 @@ class _Tally:
         self.stored += stored
         if part is not None and part.num_rows:
             self.parts.append(part)
+        elif part is None and received:
+            self.partial = True  # some rows were duplicates: the chain reads the batch back
         if first is not None:
             self.first = first if self.first is None else min(self.first, first)
         if last is not None:
