@@ -169,29 +169,54 @@ def batch_summary(
 
 
 def batch_events(
-    con: duckdb.DuckDBPyConnection, cluster: str, batch_ids: Sequence[str]
+    con: duckdb.DuckDBPyConnection,
+    cluster: str,
+    batch_ids: Sequence[str],
+    lo: datetime | None = None,
+    hi: datetime | None = None,
 ) -> Iterator[tuple[str, pa.Table]]:
-    """The digest columns of the events of each batch (in no particular order)."""
+    """The digest columns of the events of each batch (in no particular order).
+
+    ``lo``/``hi`` (the batches' recorded stage-time range) let DuckDB skip row groups; an
+    event moved outside it is missed here, and its batch then fails its digest.
+    """
     columns = ", ".join(DIGEST_COLUMNS)
-    table = con.sql(
+    sql = (
         f"SELECT batch_id, {columns} FROM {EVENTS_TABLE} "
-        "WHERE cluster = ? AND list_contains(?, batch_id)",
-        params=[cluster, list(batch_ids)],
-    ).to_arrow_table()
+        "WHERE cluster = ? AND list_contains(?, batch_id)"
+    )
+    params: list[Any] = [cluster, list(batch_ids)]
+    if lo is not None and hi is not None:
+        sql += " AND stage_time BETWEEN ? AND ?"
+        params += [lo, hi]
+    table = con.sql(sql, params=params).to_arrow_table()
     ids = table.column("batch_id")
     for batch_id in batch_ids:
         yield batch_id, table.filter(pc.equal(ids, batch_id))
 
 
-def read_groups(counts: Sequence[tuple[str, int]]) -> Iterator[list[str]]:
-    """Split batch ids into groups of about :data:`_READ_ROWS` events for one query each."""
-    group: list[str] = []
+def read_groups(
+    batches: Sequence[tuple[str, int, datetime | None, datetime | None]],
+) -> Iterator[tuple[list[str], datetime | None, datetime | None]]:
+    """Split batches into groups of about :data:`_READ_ROWS` events for one query each, with
+    the stage-time range the group's records cover (``None`` when a record has none)."""
+    group: list[tuple[str, int, datetime | None, datetime | None]] = []
     size = 0
-    for batch_id, count in counts:
-        if group and size + count > _READ_ROWS:
-            yield group
+    for batch in batches:
+        if group and size + batch[1] > _READ_ROWS:
+            yield _group(group)
             group, size = [], 0
-        group.append(batch_id)
-        size += count
+        group.append(batch)
+        size += batch[1]
     if group:
-        yield group
+        yield _group(group)
+
+
+def _group(
+    batches: list[tuple[str, int, datetime | None, datetime | None]],
+) -> tuple[list[str], datetime | None, datetime | None]:
+    firsts = [b[2] for b in batches]
+    lasts = [b[3] for b in batches]
+    if any(t is None for t in firsts + lasts):
+        return [b[0] for b in batches], None, None
+    return [b[0] for b in batches], min(firsts), max(lasts)  # type: ignore[type-var]

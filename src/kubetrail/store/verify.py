@@ -59,7 +59,7 @@ class ChainStore(Protocol):
     ) -> dict[str | None, tuple[int, datetime | None, datetime | None]]: ...
 
     def batch_events(
-        self, cluster: str, batches: list[tuple[str, int]]
+        self, cluster: str, batches: list[tuple[str, int, datetime | None, datetime | None]]
     ) -> Iterator[tuple[str, pa.Table]]: ...
 
 
@@ -209,7 +209,7 @@ def _verify_cluster(
                     last_time=last,
                 )
             )
-    to_hash: list[tuple[str, int]] = []
+    to_hash: list[tuple[str, int, datetime | None, datetime | None]] = []
     for batch_id, record in batches.items():
         count = summary.get(batch_id, (0, None, None))[0]
         if batch_id in removed:
@@ -243,7 +243,7 @@ def _verify_cluster(
                 )
             )
             continue
-        to_hash.append((batch_id, count))
+        to_hash.append((batch_id, count, record.first_time, record.last_time))
     for batch_id, table in store.batch_events(cluster, to_hash):
         record = batches[batch_id]
         if events_digest([table]) != record.events_sha256:
