@@ -126,3 +126,38 @@ def test_bad_durations_are_usage_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2
     result = CliRunner().invoke(main, ["retention", "apply", "--db", str(db), "--default", "soon"])
     assert result.exit_code == 1 and "not a duration" in result.output
+
+
+def test_query_by_environment(tmp_path: Path) -> None:
+    db = _filled(tmp_path)
+    with open_store(db) as store:
+        fill(store, tmp_path / "in2", "prod-us", START, 1)
+    config = tmp_path / "envs.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "server": {
+                    "db": str(db),
+                    "clusters": [
+                        {"name": "prod", "environment": "production"},
+                        {"name": "prod-us", "environment": "production"},
+                        {
+                            "name": "dev",
+                            "environment": "development",
+                            "store": str(tmp_path / "dev.duckdb"),
+                        },
+                    ],
+                }
+            }
+        )
+    )
+    base = ["query", "* | stats count() by cluster", "--db", str(db), "--format", "json"]
+    prod = run(*base, "--environment", "production", "--config", str(config))
+    assert prod.exit_code == 0, prod.output
+    rows = dict(json.loads(prod.output)["rows"])
+    assert set(rows) == {"prod", "prod-us"}
+    dev = run(*base, "--env", "development", "--config", str(config))
+    assert [r[0] for r in json.loads(dev.output)["rows"]] == ["dev"]
+    missing = CliRunner().invoke(main, [*base, "--env", "staging", "--config", str(config)])
+    assert missing.exit_code == 2 and "no cluster of environment 'staging'" in missing.output
+    assert CliRunner().invoke(main, [*base, "--env", "production"]).exit_code == 2
