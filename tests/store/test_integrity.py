@@ -10,6 +10,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from kubetrail.errors import StoreError
 from kubetrail.model import decode_records, normalize
 from kubetrail.pipeline import ingest_paths
 from kubetrail.store import BatchMeta, DuckDBStore, open_store
@@ -231,4 +232,16 @@ def test_duplicate_across_chunks_of_one_batch(store: DuckDBStore, tmp_path: Path
     assert summary.duplicates == 2
     (record,) = store.chain_records("r")
     assert record.events == len(lines) == store.count("r")
+    assert verify_store(store).ok
+
+
+def test_a_rolled_back_group_leaves_the_chain_as_it_was(store: DuckDBStore) -> None:
+    lines = list(enumerate((EVENTS / "falco-k8s-audit-traces.jsonl").read_bytes().splitlines(), 1))
+    table = normalize(decode_records(lines, "t"), cluster="w", source="t", batch_id="").table
+    bad = table.drop_columns(["raw"])
+    with pytest.raises(StoreError):
+        store.write_group([(table, BatchMeta("w", "t", "ok")), (bad, BatchMeta("w", "t", "bad"))])
+    assert store.chain_records("w") == [] and store.count() == 0
+    store.write_batch(table, BatchMeta("w", "t", "again"))
+    assert [(r.seq, r.batch_id) for r in store.chain_records("w")] == [(0, "again")]
     assert verify_store(store).ok

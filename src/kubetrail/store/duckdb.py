@@ -136,6 +136,7 @@ class DuckDBStore:
         # DuckDB prints a progress bar on stdout for long statements: never in a tool's output.
         _run(self._con, "SET enable_progress_bar = false")
         self._lock = threading.Lock()
+        self._heads = duckdb_chain.Heads()
         if not read_only:
             self._create_schema()
         self._check_version()
@@ -200,9 +201,15 @@ class DuckDBStore:
         try:
             yield
         except BaseException:
+            self._heads.rollback()
             _run(self._con, "ROLLBACK")
             raise
-        _run(self._con, "COMMIT")
+        try:
+            _run(self._con, "COMMIT")
+        except BaseException:
+            self._heads.rollback()
+            raise
+        self._heads.commit()
 
     def _insert(
         self, table: pa.Table, meta: BatchMeta
@@ -255,6 +262,7 @@ class DuckDBStore:
         )
         duckdb_chain.append(
             self._con,
+            self._heads,
             cluster=meta.cluster,
             kind=KIND_BATCH,
             batch_id=meta.batch_id,
@@ -434,6 +442,7 @@ class DuckDBStore:
             full = {**detail, "removed_batches": ids, "unchained_events": int(unchained or 0)}
             return duckdb_chain.append(
                 self._con,
+                self._heads,
                 cluster=cluster,
                 kind=kind,
                 batch_id=None,

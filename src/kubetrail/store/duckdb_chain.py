@@ -56,8 +56,39 @@ def head(con: duckdb.DuckDBPyConnection, cluster: str) -> tuple[int, str]:
     return int(row[0]) + 1, str(row[1])
 
 
+class Heads:
+    """Each cluster's chain head, cached so a commit does not scan the chain.
+
+    Safe because the store's read-write connection is the file's only writer (DuckDB locks the
+    file). Heads set inside a transaction count only once it commits.
+    """
+
+    def __init__(self) -> None:
+        self._committed: dict[str, tuple[int, str]] = {}
+        self._pending: dict[str, tuple[int, str]] = {}
+
+    def get(self, con: duckdb.DuckDBPyConnection, cluster: str) -> tuple[int, str]:
+        """The next sequence number of ``cluster``'s chain and the hash to link to."""
+        found = self._pending.get(cluster) or self._committed.get(cluster)
+        return found if found is not None else head(con, cluster)
+
+    def advance(self, record: ChainRecord) -> None:
+        """Note a record appended in the open transaction."""
+        self._pending[record.cluster] = (record.seq + 1, record.record_hash)
+
+    def commit(self) -> None:
+        """The open transaction committed."""
+        self._committed.update(self._pending)
+        self._pending.clear()
+
+    def rollback(self) -> None:
+        """The open transaction rolled back (or failed to commit)."""
+        self._pending.clear()
+
+
 def append(
     con: duckdb.DuckDBPyConnection,
+    heads: Heads,
     *,
     cluster: str,
     kind: str,
@@ -70,7 +101,7 @@ def append(
     at: datetime,
 ) -> ChainRecord:
     """Seal and insert the next record of ``cluster``'s chain (in the caller's transaction)."""
-    seq, prev = head(con, cluster)
+    seq, prev = heads.get(con, cluster)
     record = ChainRecord(
         cluster=cluster,
         seq=seq,
@@ -101,6 +132,7 @@ def append(
             record.record_hash,
         ],
     ).fetchall()
+    heads.advance(record)
     return record
 
 
