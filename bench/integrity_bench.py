@@ -6,6 +6,10 @@
 * ``verify``: ``verify_store`` over the store the last ``chain on`` run built (every batch's
   events read back, sorted and hashed), medians of ``--runs`` runs, in events per second.
 
+Each figure is given as wall-clock events per second and as CPU time per event (user + system,
+all threads of the process): on a machine shared with other work the wall clock moves with
+their load, the CPU time much less, so the CPU ratio is the steadier measure of the cost.
+
 Usage::
 
     python bench/integrity_bench.py --events 300000 --runs 3
@@ -27,26 +31,29 @@ sys.path.insert(0, str(HERE))
 from ingest_bench import ensure_data, fresh_db  # noqa: E402
 
 CHILD = r"""
-import json, sys, time
+import json, resource, sys, time
 from kubetrail.pipeline import ingest_paths
 from kubetrail.store import INGEST_SETTINGS
 from kubetrail.store.duckdb import DuckDBStore
 from kubetrail.store.verify import verify_store
 mode, data, db = sys.argv[1:4]
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 if mode == "verify":
     store = DuckDBStore(db, read_only=True)
-    started = time.perf_counter()
+    started, cpu0 = time.perf_counter(), cpu()
     report = verify_store(store)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, cpu() - cpu0
     assert report.ok, report.problems[:3]
     events = sum(c.events for c in report.clusters.values())
 else:
     store = DuckDBStore(db, chain=(mode == "on"), **INGEST_SETTINGS)
-    started = time.perf_counter()
+    started, cpu0 = time.perf_counter(), cpu()
     events = ingest_paths(store, [data], cluster="bench").stored
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, cpu() - cpu0
 store.close()
-print(json.dumps({"seconds": seconds, "events": events}))
+print(json.dumps({"seconds": seconds, "cpu": cpu_seconds, "events": events}))
 """
 
 
@@ -70,21 +77,34 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     data = ensure_data(args.workdir, args.events, args.seed)
     rates: dict[str, list[float]] = {"off": [], "on": [], "verify": []}
+    cpu_us: dict[str, list[float]] = {"off": [], "on": [], "verify": []}
+
+    def record(mode: str, result: dict[str, float], run: int) -> None:
+        rates[mode].append(result["events"] / result["seconds"])
+        cpu_us[mode].append(result["cpu"] / result["events"] * 1e6)
+        print(
+            f"run {run + 1} {mode}: {rates[mode][-1]:,.0f} events/s, "
+            f"{cpu_us[mode][-1]:.1f} CPU us/event",
+            file=sys.stderr,
+        )
+
     for run in range(args.runs):
         for mode in ("off", "on") if run % 2 == 0 else ("on", "off"):
             db = fresh_db(args.workdir, f"integrity-{mode}")
-            result = child(mode, data, db)
-            rates[mode].append(result["events"] / result["seconds"])
-            print(f"run {run + 1} chain {mode}: {rates[mode][-1]:,.0f} events/s", file=sys.stderr)
+            record(mode, child(mode, data, db), run)
     db = args.workdir / "integrity-on.duckdb"
     for run in range(args.runs):
-        result = child("verify", data, db)
-        rates["verify"].append(result["events"] / result["seconds"])
-        print(f"run {run + 1} verify: {rates['verify'][-1]:,.0f} events/s", file=sys.stderr)
-    off, on, verify = (statistics.median(rates[k]) for k in ("off", "on", "verify"))
-    print(f"| ingest, chain off (baseline) | {off:,.0f} events/s | 1.00 |")
-    print(f"| ingest, chain on | {on:,.0f} events/s | {on / off:.3f} |")
-    print(f"| verify | {verify:,.0f} events/s | 10 M events in {10_000_000 / verify:,.0f} s |")
+        record("verify", child("verify", data, db), run)
+    med = {k: (statistics.median(rates[k]), statistics.median(cpu_us[k])) for k in rates}
+    (off, off_cpu), (on, on_cpu), (verify, verify_cpu) = med["off"], med["on"], med["verify"]
+    print("| measure | events/s (wall) | CPU us/event | wall ratio | CPU ratio |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| ingest, chain off (baseline) | {off:,.0f} | {off_cpu:.1f} | 1.00 | 1.00 |")
+    print(
+        f"| ingest, chain on | {on:,.0f} | {on_cpu:.1f} | {on / off:.3f} | {on_cpu / off_cpu:.3f} |"
+    )
+    print(f"| verify | {verify:,.0f} | {verify_cpu:.1f} | | |")
+    print(f"10 M events at the verify rate: {10_000_000 / verify:,.0f} s (linear extrapolation)")
     print(time.strftime("measured %Y-%m-%d %H:%M UTC", time.gmtime()))
 
 
