@@ -44,3 +44,21 @@ def test_busy_and_quiet_clusters_are_judged_by_their_own_pace(store: DuckDBStore
     still_open = [g for g in find_gaps(store, now=now) if g.end == now]
     assert [g.cluster for g in still_open] == ["busy"]
     assert still_open[0].start == T0 + timedelta(minutes=180)
+
+
+def test_stats_lists_the_gaps(db_path: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from kubetrail.cli import main
+    from kubetrail.store import open_store
+
+    with open_store(db_path) as store:
+        busy = [m for m in range(120) if not 30 <= m < 50]
+        ingest_paths(store, [_stream(tmp_path, "busy", busy)], cluster="busy")
+    result = CliRunner().invoke(main, ["stats", "--db", str(db_path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (gap,) = json.loads(result.output)["gaps"]
+    assert gap["cluster"] == "busy" and gap["seconds"] == 20 * 60
+    assert gap["start"] == "2026-05-01T08:30:00Z" and gap["end"] == "2026-05-01T08:50:00Z"
+    text = CliRunner().invoke(main, ["stats", "--db", str(db_path)])
+    assert "gap: busy: no events from 2026-05-01 08:30:00 to 2026-05-01 08:50:00" in text.output
