@@ -37,9 +37,11 @@ def test_serve_applies_retention_and_keeps_prod_apart(start_server: Any, tmp_pat
     ]
     config.retention = RetentionConfig(interval="1h")
     live = start_server(config)
-    events = demo_events(30)
+    events: list[Any] = demo_events(30)
+    events[4] = "not an event"  # refused: quarantined next to prod's own store
     response = httpx.post(live.url + PATH, json=event_list(events), headers=AUTH, timeout=30)
     assert response.status_code == 200, response.text
+    assert [r["index"] for r in response.json()["rejected"]] == [4]
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     deadline = time.monotonic() + DEADLINE_SECONDS
     metrics = ""
@@ -53,6 +55,8 @@ def test_serve_applies_retention_and_keeps_prod_apart(start_server: Any, tmp_pat
     with open_store(main, read_only=True) as store:
         assert store.stats().by_cluster == {"other": 2 * PER_DAY}
         assert verify_store(store).ok
+    assert len(Path(f"{prod}.quarantine.jsonl").read_text().splitlines()) == 1
+    assert not Path(f"{main}.quarantine.jsonl").exists()
     with open_store(prod, read_only=True) as store:
         assert set(store.stats().by_cluster) == {"prod"} and store.count() > 0
         assert verify_store(store).ok

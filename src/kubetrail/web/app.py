@@ -57,7 +57,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         opened = store if store is not None else _open_stores(config)
         quarantine = Quarantine(quarantine_path(getattr(opened, "path", config.db)))
-        writer = BatchWriter(opened, quarantine)
+        own = _own_quarantines(opened)
+        writer = BatchWriter(opened, quarantine, own)
         writer.start()
         scheduler = RetentionScheduler.for_server(opened, config, retention_metrics)
         scheduler.start()
@@ -81,6 +82,8 @@ def create_app(
             await anyio.to_thread.run_sync(scheduler.stop)
             await anyio.to_thread.run_sync(writer.stop, float(config.drain_seconds))
             quarantine.close()
+            for q in own.values():
+                q.close()
             opened.close()
             log.info("kubetrail stopped; the store is closed")
 
@@ -100,3 +103,16 @@ def _open_stores(config: ServerConfig) -> Store:
     if not any(c.store for c in config.clusters):
         return open_store(config.db)
     return RoutedStore.open(config, open_store)
+
+
+def _own_quarantines(store: Store) -> dict[str, Quarantine]:
+    """A quarantine next to each cluster's own store file (refused records stay with it)."""
+    if not isinstance(store, RoutedStore):
+        return {}
+    by_path: dict[str, Quarantine] = {}
+    out = {}
+    for cluster, target in store.by_cluster.items():
+        if target is not store.main:
+            path = quarantine_path(target.path)
+            out[cluster] = by_path.setdefault(str(path), Quarantine(path))
+    return out
