@@ -125,7 +125,7 @@ def test_bad_durations_are_usage_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["retention", "apply", "--db", str(db), "--retention", "dev"])
     assert result.exit_code == 2
     result = CliRunner().invoke(main, ["retention", "apply", "--db", str(db), "--default", "soon"])
-    assert result.exit_code == 1 and "not a duration" in result.output
+    assert result.exit_code == 2 and "not a duration" in result.output
 
 
 def test_query_by_environment(tmp_path: Path) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import click
 
 from ..config import load_config
+from ..errors import ConfigError
 from ..store import open_store
 from ..store.layout import store_layouts
 from ..store.retention import RetentionPolicy, apply_retention, parse_duration, parse_size
@@ -50,30 +52,36 @@ def apply(
     flags, which win. Each removal is recorded in the cluster's hash chain. Exit codes: 0 done,
     1 a store failed, 2 usage error.
     """
+    overrides = {}
+    try:
+        if default:
+            parse_duration(default, "--default")
+        if max_size:
+            parse_size(max_size, "--max-size")
+        for item in per_cluster:
+            name, sep, text = item.partition("=")
+            if not sep or not name:
+                raise ConfigError(f"--retention: {item!r} is not CLUSTER=DURATION")
+            overrides[name] = parse_duration(text, "--retention")
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        now = datetime.fromisoformat(now_text.removesuffix("Z")) if now_text else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--now") from exc
     config = load_config(config_path).server
     if db_path:
         config.db = db_path
     elif config_path is None:
         config.db = DEFAULT_DB
-    if default:
-        config.retention.default = default
-    if max_size:
-        config.retention.max_size = max_size
-    overrides = {}
-    for item in per_cluster:
-        name, sep, text = item.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"{item!r} is not CLUSTER=DURATION", param_hint="--retention")
-        overrides[name] = parse_duration(text, "--retention")
-    now = datetime.fromisoformat(now_text.removesuffix("Z")) if now_text else None
+    config.retention.default = default or config.retention.default
+    config.retention.max_size = max_size or config.retention.max_size
     reports = []
     for layout in store_layouts(config):
+        if not Path(layout.path).exists():
+            continue  # a cluster that never wrote: nothing to remove, and no file to create
         policy = RetentionPolicy(
-            parse_duration(default, "--default") if default else layout.policy.default,
-            {**layout.policy.clusters, **overrides},
-            parse_size(max_size, "--max-size")
-            if max_size and layout.default
-            else layout.policy.max_size,
+            layout.policy.default, {**layout.policy.clusters, **overrides}, layout.policy.max_size
         )
         store = open_store(layout.path)
         try:
