@@ -271,3 +271,14 @@ def test_digest_matches_the_documented_canonical_bytes(filled: Path) -> None:
     parts = [shuffled.slice(i, 7) for i in range(0, shuffled.num_rows, 7)]
     assert events_digest(parts) == expected
     assert events_digest([pa.concat_tables(parts)]) == expected
+
+
+def test_forged_eviction_of_recent_batches_is_found(filled: Path) -> None:
+    """An "eviction" that takes the newest batch and keeps older ones is not a size cap's."""
+    with open_store(filled) as store:
+        newest = [r for r in store.chain_records("prod") if r.kind == "batch"][-1]
+        store.remove_batches("prod", [newest.batch_id], kind="eviction", detail={"max_size": 1})
+        policy = RetentionPolicy(max_size=1)
+        problems = verify_store(store, policy=policy).problems
+    assert [(p.kind, p.batch_id) for p in problems] == [("removal_invalid", newest.batch_id)]
+    assert "kept the older batch" in problems[0].detail

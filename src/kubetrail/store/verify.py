@@ -8,7 +8,8 @@ For each cluster, :func:`verify_store` checks that
 * removal records (retention, eviction) name only batches that the chain recorded before them,
   whose events all lie before the removal's cutoff; given the retention policy, a retention
   record's cutoff is no later than its time minus the cluster's retention, and an eviction
-  needs a size cap (so a forged removal can take no more than real retention would);
+  needs a size cap and takes the oldest batches first (so a forged removal can take no more
+  than real retention or eviction would);
 * record times never go backwards, nor past now;
 * every batch still in the store holds exactly the events its record counted, in its time
   range, with the recorded SHA-256 (an event changed, deleted or added to a batch fails here);
@@ -380,7 +381,38 @@ def _check_removal(
                 last_time=record.last_time,
             )
         )
+    if record.kind == KIND_EVICTION:
+        problems += _check_oldest_first(cluster, record, batches, removed)
     return problems
+
+
+def _check_oldest_first(
+    cluster: str,
+    record: ChainRecord,
+    batches: dict[str, ChainRecord],
+    removed: dict[str, ChainRecord],
+) -> list[Problem]:
+    """An eviction takes the oldest batches first: none it kept may be older than one it took."""
+    taken = [batches[b] for b in record.removed_batches() if removed.get(b) is record]
+    kept = [b for b in batches.values() if b.batch_id not in removed and b.seq < record.seq]
+    if not taken or not kept:
+        return []
+    newest_taken = max(taken, key=lambda b: (b.last_time or datetime.min, b.seq))
+    oldest_kept = min(kept, key=lambda b: (b.last_time or datetime.min, b.seq))
+    if (newest_taken.last_time or datetime.min) <= (oldest_kept.last_time or datetime.min):
+        return []
+    return [
+        Problem(
+            cluster,
+            "removal_invalid",
+            f"eviction record took batch {newest_taken.batch_id!r} (last event "
+            f"{_iso(newest_taken.last_time)}) but kept the older batch {oldest_kept.batch_id!r}",
+            seq=record.seq,
+            batch_id=newest_taken.batch_id,
+            first_time=record.first_time,
+            last_time=record.last_time,
+        )
+    ]
 
 
 def _parse_time(value: Any) -> datetime | None:
