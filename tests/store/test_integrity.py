@@ -282,3 +282,17 @@ def test_forged_eviction_of_recent_batches_is_found(filled: Path) -> None:
         problems = verify_store(store, policy=policy).problems
     assert [(p.kind, p.batch_id) for p in problems] == [("removal_invalid", newest.batch_id)]
     assert "kept the older batch" in problems[0].detail
+
+
+def test_deep_verify_catches_an_extracted_column_edited_alone(filled: Path) -> None:
+    assert _verify(filled, deep=True).ok
+    target = _batches(filled, "dev")[2]
+    _sql(
+        filled,
+        "UPDATE events SET username = 'nobody' WHERE batch_id = ? AND username = 'system:admin'",
+        [target],
+    )
+    assert _verify(filled).ok  # the hash covers the stored JSON, which is intact
+    report = _verify(filled, deep=True)
+    assert [(p.kind, p.batch_id) for p in report.problems] == [("columns_changed", target)]
+    assert "username" in report.problems[0].detail

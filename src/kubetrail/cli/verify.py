@@ -58,6 +58,11 @@ from .options import DEFAULT_DB, db_option, format_option, handle_errors, print_
     type=click.Path(dir_okay=False, exists=True),
     help="Public key that checks --digests [default: that of --key, else the one in the folder].",
 )
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Also re-derive every extracted column from the stored JSON and compare (slower).",
+)
 @format_option
 @handle_errors
 def verify(
@@ -68,6 +73,7 @@ def verify(
     digests_dir: str | None,
     key_path: str | None,
     public_key_path: str | None,
+    deep: bool,
     output_format: str,
 ) -> None:
     """Recompute each cluster's hash chain and every batch's event digest.
@@ -88,7 +94,7 @@ def verify(
         raise StoreError(f"{db_path}: no such store")
     store = open_store(db_path, read_only=True)
     try:
-        report = verify_store(store, cluster, policy=policy)
+        report = verify_store(store, cluster, policy=policy, deep=deep)
         if digests_dir is not None:
             public = _public_key(db_path, key_path, public_key_path, Path(digests_dir))
             report.problems.extend(check_digests(store, Path(digests_dir), public))

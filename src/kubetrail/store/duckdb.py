@@ -382,7 +382,10 @@ class DuckDBStore:
             return duckdb_chain.batch_summary(self._con, cluster)
 
     def batch_events(
-        self, cluster: str, batches: Sequence[tuple[str, int, datetime | None, datetime | None]]
+        self,
+        cluster: str,
+        batches: Sequence[tuple[str, int, datetime | None, datetime | None]],
+        every_column: bool = False,
     ) -> Iterator[tuple[str, pa.Table]]:
         """The digest columns of each batch's stored events, a few batches per query.
 
@@ -390,10 +393,13 @@ class DuckDBStore:
             cluster: the cluster.
             batches: (batch id, expected events, first and last recorded stage time); the
                 counts size the queries, the times let DuckDB skip row groups.
+            every_column: every column of the events, not only the digest's.
         """
         for ids, lo, hi in duckdb_chain.read_groups(batches):
             with self._lock, _translated("cannot read the batches"):
-                tables = list(duckdb_chain.batch_events(self._con, cluster, ids, lo, hi))
+                tables = list(
+                    duckdb_chain.batch_events(self._con, cluster, ids, lo, hi, every_column)
+                )
             yield from tables
 
     def remove_batches(

@@ -206,17 +206,15 @@ def batch_events(
     batch_ids: Sequence[str],
     lo: datetime | None = None,
     hi: datetime | None = None,
+    every_column: bool = False,
 ) -> Iterator[tuple[str, pa.Table]]:
     """The digest columns of the events of each batch (in no particular order).
 
     ``lo``/``hi`` (the batches' recorded stage-time range) let DuckDB skip row groups; an
     event moved outside it is missed here, and its batch then fails its digest.
     """
-    columns = ", ".join(DIGEST_COLUMNS)
-    sql = (
-        f"SELECT batch_id, {columns} FROM {EVENTS_TABLE} "
-        "WHERE cluster = ? AND list_contains(?, batch_id)"
-    )
+    columns = "*" if every_column else "batch_id, " + ", ".join(DIGEST_COLUMNS)
+    sql = f"SELECT {columns} FROM {EVENTS_TABLE} WHERE cluster = ? AND list_contains(?, batch_id)"
     params: list[Any] = [cluster, list(batch_ids)]
     if lo is not None and hi is not None:
         sql += " AND stage_time BETWEEN ? AND ?"
