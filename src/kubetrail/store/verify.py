@@ -207,7 +207,7 @@ def verify_store(
         now: the current time (naive UTC), for the check that no record is from the future.
         deep: also re-derive every extracted column (``verb``, ``username``, …) from the stored
             JSON and compare (the hash covers the JSON; this catches an edit of a column alone).
-            About 15 µs per event more.
+            About 30–40 µs per event more (measured in docs/benchmarks.md).
 
     Returns:
         The report; ``report.ok`` is false when anything failed.
