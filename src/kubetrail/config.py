@@ -58,11 +58,35 @@ class ClusterConfig:
         name: the cluster name stored with every event it sends.
         token_sha256: hex SHA-256 hashes of its bearer tokens.
         cert_names: client-certificate CN or DNS SAN values that identify it (default: ``name``).
+        environment: a label such as ``production`` or ``development``; clusters of different
+            environments never share a store file.
+        retention: how long its events are kept (``400d``); default ``server.retention.default``.
+        store: a DuckDB file of its own instead of ``server.db``.
+        max_size: size cap of that file (``50GB``): the oldest batches are evicted above it.
     """
 
     name: str = ""
     token_sha256: list[str] = field(default_factory=list)
     cert_names: list[str] = field(default_factory=list)
+    environment: str = ""
+    retention: str | None = None
+    store: str | None = None
+    max_size: str | None = None
+
+
+@dataclass
+class RetentionConfig:
+    """Retention that ``kubetrail serve`` enforces on a schedule (and ``retention apply``).
+
+    Attributes:
+        default: retention of clusters without their own (``None``: keep forever).
+        interval: time between two runs in the server.
+        max_size: size cap of ``server.db`` (``None``: no cap).
+    """
+
+    default: str | None = None
+    interval: str = "1h"
+    max_size: str | None = None
 
 
 @dataclass
@@ -98,6 +122,7 @@ class ServerConfig:
     clusters: list[ClusterConfig] = field(default_factory=list)
     users: list[UserConfig] = field(default_factory=list)
     secure_cookies: bool = True
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
 
 @dataclass
@@ -219,6 +244,7 @@ def validate(config: Config, where: str) -> None:
                     f"{where}: {key}.token_sha256: expected 64 lowercase hex digits "
                     "(see `kubetrail certs hash-token`)"
                 )
+    _validate_retention(server, where)
     for h in server.admin_token_sha256:
         if not _SHA256.match(h):
             raise ConfigError(f"{where}: server.admin_token_sha256: expected 64 hex digits")
@@ -260,6 +286,34 @@ def _validate_users(users: list[UserConfig], where: str) -> None:
             )
         if any(not _SHA256.match(h) for h in user.token_sha256):
             raise ConfigError(f"{key}.token_sha256: expected 64 lowercase hex digits")
+
+
+def _validate_retention(server: ServerConfig, where: str) -> None:
+    from .store.retention import parse_duration, parse_size
+
+    if server.retention.default is not None:
+        parse_duration(server.retention.default, f"{where}: server.retention.default")
+    parse_duration(server.retention.interval, f"{where}: server.retention.interval")
+    if server.retention.max_size is not None:
+        parse_size(server.retention.max_size, f"{where}: server.retention.max_size")
+    environments: dict[str, set[str]] = {}
+    for i, cluster in enumerate(server.clusters):
+        key = f"{where}: server.clusters[{i}]"
+        if cluster.retention is not None:
+            parse_duration(cluster.retention, f"{key}.retention")
+        if cluster.max_size is not None:
+            if not cluster.store:
+                raise ConfigError(f"{key}.max_size: applies to a cluster with its own store")
+            parse_size(cluster.max_size, f"{key}.max_size")
+        path = str(Path(cluster.store or server.db).resolve())
+        if cluster.environment:
+            environments.setdefault(path, set()).add(cluster.environment)
+    for path, envs in environments.items():
+        if len(envs) > 1:
+            raise ConfigError(
+                f"{where}: server.clusters: environments {', '.join(sorted(envs))} would share "
+                f"the store {path}; give clusters of different environments their own `store`"
+            )
 
 
 def parse_listen(value: str, key: str = "listen") -> tuple[str, int]:

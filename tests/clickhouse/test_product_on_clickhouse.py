@@ -165,3 +165,29 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError(log.read_text())
+
+
+def test_gaps_agree_with_the_embedded_store(clickhouse_url: str, tmp_path: Path) -> None:
+    """A cluster that went quiet for two hours: the same gap on both engines."""
+    from datetime import UTC, datetime, timedelta
+
+    from kubetrail.demo import generate_events
+    from kubetrail.store.clickhouse import ClickHouseStore
+    from kubetrail.store.gaps import find_gaps
+
+    end = datetime(2026, 1, 1, tzinfo=UTC)
+    span = timedelta(minutes=30)
+    lines = [*generate_events(400, seed=3, end=end - timedelta(hours=3), span=span),
+             *generate_events(400, seed=4, end=end, span=span)]  # fmt: skip
+    events = tmp_path / "quiet.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    database = f"kt_{uuid.uuid4().hex[:10]}"
+    with ClickHouseStore(clickhouse_url, database=database) as ch, open_store(":memory:") as duck:
+        ingest_paths(ch, [str(events)], "prod")
+        ingest_paths(duck, [str(events)], "prod")
+        now = end.replace(tzinfo=None) + timedelta(hours=1)
+        ours, theirs = find_gaps(ch, now=now), find_gaps(duck, now=now)
+        assert ours == theirs
+        assert any(g.seconds > 3600 and g.end < now for g in ours)
+        assert any(g.end == now for g in ours)
+        ch._client.command(f"DROP DATABASE IF EXISTS {database}")

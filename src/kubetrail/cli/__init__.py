@@ -15,8 +15,10 @@ from .migrate import migrate
 from .policy import policy
 from .query import query
 from .report import report
+from .retention import retention
 from .serve import serve
 from .store import store
+from .verify import verify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,4 +29,6 @@ def main() -> None:
 
 for command in (serve, collect, ingest, export, stats, report, query, policy, certs, demo, store,
                 migrate):
+    main.add_command(command)
+for command in (retention, verify):  # issue 9: retention and the tamper-evident trail
     main.add_command(command)

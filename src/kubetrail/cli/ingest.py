@@ -144,10 +144,13 @@ def export(db_path: str, cluster: str | None) -> None:
 @format_option
 @handle_errors
 def stats(db_path: str, output_format: str) -> None:
-    """Events by cluster, stage and verb, and the time range covered."""
+    """Events by cluster, stage and verb, the time range covered, and gaps in each stream."""
+    from ..store.gaps import find_gaps  # issue 9: quiet periods longer than usual
+
     store = open_location(db_path, read_only=True)
     try:
         result = store.stats()
+        gaps = find_gaps(store)
     finally:
         store.close()
     if output_format == "json":
@@ -159,6 +162,7 @@ def stats(db_path: str, output_format: str) -> None:
                 "by_cluster": result.by_cluster,
                 "by_stage": result.by_stage,
                 "by_verb": result.by_verb,
+                "gaps": [g.as_dict() for g in gaps],
             }
         )
         return
@@ -177,3 +181,8 @@ def stats(db_path: str, output_format: str) -> None:
         for key, count in counts.items():
             table.add_row(key, f"{count:,}")
         console.print(table)
+    for gap in gaps:
+        console.print(
+            f"gap: {gap.cluster}: no events from {gap.start} to {gap.end} "
+            f"({gap.seconds / 60:.0f} min; usually {gap.usual_seconds / 60:.0f} min apart)"
+        )

@@ -28,6 +28,18 @@ from .options import db_option, fail, handle_errors
 @click.option("--to", "time_to", help="Only requests received before (RFC 3339).")
 @click.option("--cluster", help="Only events of this cluster.")
 @click.option(
+    "--environment",
+    "--env",
+    "environment",
+    help="Only events of the clusters of this environment (server.clusters[] of --config).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="YAML config that maps clusters to environments (for --environment).",
+)
+@click.option(
     "--format",
     "output_format",
     type=click.Choice(["table", "json", "ndjson", "csv"]),
@@ -54,6 +66,8 @@ def query(
     time_from: str | None,
     time_to: str | None,
     cluster: str | None,
+    environment: str | None,
+    config_path: str | None,
     output_format: str,
     limit: int | None,
     explain: bool,
@@ -75,8 +89,11 @@ def query(
         end = parse_instant(time_to) if time_to else None
         if window is not None and start is not None:
             raise UsageError("give either --since or --from, not both")
+        scope: str | list[str] | None = cluster
+        if environment is not None:
+            scope = _environment_clusters(environment, cluster, config_path)
         if explain:
-            _explain(text, dialect or "duckdb", start, end, cluster, limit)
+            _explain(text, dialect or "duckdb", start, end, scope, limit)
             return
         if not is_url(db_path) and not Path(db_path).exists():
             raise UsageError(f"no store at '{db_path}' (ingest events first, or give --db)")
@@ -88,7 +105,7 @@ def query(
                 since=window,
                 time_from=start,
                 time_to=end,
-                cluster=cluster,
+                cluster=scope,
                 limit=limit,
             )
         finally:
@@ -99,12 +116,30 @@ def query(
     _PRINTERS[output_format](result)
 
 
+def _environment_clusters(
+    environment: str, cluster: str | None, config_path: str | None
+) -> list[str]:
+    """The clusters of an environment in the configuration (issue 9)."""
+    from ..config import load_config
+
+    if config_path is None:
+        raise UsageError("--environment needs --config (the file that labels the clusters)")
+    names = [
+        c.name for c in load_config(config_path).server.clusters if c.environment == environment
+    ]
+    if cluster is not None:
+        names = [n for n in names if n == cluster]
+    if not names:
+        raise UsageError(f"no cluster of environment '{environment}' in {config_path}")
+    return names
+
+
 def _explain(
     text: str,
     dialect: str,
     start: datetime | None,
     end: datetime | None,
-    cluster: str | None,
+    cluster: str | list[str] | None,
     limit: int | None,
 ) -> None:
     compiled = compile_query(

@@ -8,6 +8,7 @@ any ``head``); ``sort``, ``head`` and ``fields`` work on whatever came before. A
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -64,7 +65,7 @@ def compile_query(
     *,
     time_from: datetime | None = None,
     time_to: datetime | None = None,
-    cluster: str | None = None,
+    cluster: str | Sequence[str] | None = None,
     limit: int | None = None,
 ) -> CompiledQuery:
     """Compile query text to SQL for one engine.
@@ -74,7 +75,7 @@ def compile_query(
         dialect: ``"duckdb"`` (default) or ``"clickhouse"``.
         time_from: only requests received at or after this naive-UTC time.
         time_to: only requests received before this naive-UTC time.
-        cluster: only events of this cluster.
+        cluster: only events of this cluster (or of these clusters: an environment's).
         limit: the most rows to return; ``None`` for no cap beyond the query's own ``head``.
 
     Returns:
@@ -107,14 +108,17 @@ def scope_filter(
     query: ast.Query,
     time_from: datetime | None = None,
     time_to: datetime | None = None,
-    cluster: str | None = None,
+    cluster: str | Sequence[str] | None = None,
 ) -> ast.Expr | None:
-    """The query's filter with the final-stage default, time range and cluster added."""
+    """The query's filter with the final-stage default, time range and cluster(s) added."""
     terms: list[ast.Expr] = []
     if not query.names_stage:
         terms.append(ast.Compare(resolve("is_final"), "=", True))
-    if cluster is not None:
+    if isinstance(cluster, str):
         terms.append(ast.Compare(resolve("cluster"), "=", ast.Pattern((cluster,))))
+    elif cluster is not None:
+        values = tuple(ast.Pattern((name,)) for name in cluster)
+        terms.append(ast.In(resolve("cluster"), values))
     if time_from is not None:
         terms.append(ast.Compare(resolve("time"), ">=", time_from))
     if time_to is not None:

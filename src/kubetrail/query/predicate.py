@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,7 +31,7 @@ def compile_predicate(
     *,
     time_from: datetime | None = None,
     time_to: datetime | None = None,
-    cluster: str | None = None,
+    cluster: str | Sequence[str] | None = None,
 ) -> Predicate:
     """Compile the filter of a query (pipe stages are ignored) into a row predicate.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -80,7 +81,7 @@ def run_query(
     since: timedelta | None = None,
     time_from: datetime | None = None,
     time_to: datetime | None = None,
-    cluster: str | None = None,
+    cluster: str | Sequence[str] | None = None,
     limit: int | None = None,
     now: datetime | None = None,
 ) -> QueryResult:

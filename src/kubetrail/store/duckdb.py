@@ -11,6 +11,8 @@ Layout:
   default string compression).
 * ``batches``: one row per committed batch (id, cluster, source, counts, time range), written
   in the same transaction as its events, so the two always agree.
+* ``chain``: the per-cluster hash chain (``kubetrail.store.integrity``): one record per
+  committed batch, appended in the batch's transaction, and one per retention or eviction.
 * ``meta``: the schema version.
 
 Each batch is one transaction: after a crash the batch is either fully stored or absent.
@@ -31,7 +33,9 @@ import pyarrow.compute as pc
 
 from ..errors import StoreError
 from ..model.schema import COLUMN_NAMES, EVENT_SCHEMA
+from . import duckdb_chain
 from .base import EVENTS_TABLE, BatchMeta, StoreStats, WriteResult
+from .integrity import DIGEST_COLUMNS, KIND_BATCH, ChainRecord, events_digest
 
 SCHEMA_VERSION = 2
 _SQL_TYPES = {
@@ -102,6 +106,9 @@ class DuckDBStore:
         threads: worker threads for DuckDB; ``None`` keeps DuckDB's default (one per core).
         checkpoint_threshold: write-ahead-log size that triggers a checkpoint at commit;
             ``None`` keeps DuckDB's default (16 MB).
+        chain: extend the hash chain with every batch (default). ``False`` exists for the
+            benchmark that measures what the chain costs; ``kubetrail verify`` then reports
+            the unchained batches.
     """
 
     dialect = "duckdb"
@@ -114,9 +121,11 @@ class DuckDBStore:
         memory_limit: str | None = None,
         threads: int | None = None,
         checkpoint_threshold: str | None = None,
+        chain: bool = True,
     ) -> None:
         self.path = str(path)
         self.read_only = read_only
+        self.chain = chain
         config: dict[str, Any] = {}
         if memory_limit:
             config["memory_limit"] = memory_limit
@@ -129,6 +138,7 @@ class DuckDBStore:
         # DuckDB prints a progress bar on stdout for long statements: never in a tool's output.
         _run(self._con, "SET enable_progress_bar = false")
         self._lock = threading.Lock()
+        self._heads = duckdb_chain.Heads()
         if not read_only:
             self._create_schema()
         self._check_version()
@@ -137,6 +147,7 @@ class DuckDBStore:
         with _translated("cannot create the schema"):
             _run(self._con, _events_ddl())
             _run(self._con, _BATCHES_DDL)
+            _run(self._con, duckdb_chain.CHAIN_DDL)
             _run(self._con, _META_DDL)
             _run(
                 self._con,
@@ -213,18 +224,29 @@ class DuckDBStore:
         try:
             yield
         except BaseException:
+            self._heads.rollback()
             _run(self._con, "ROLLBACK")
             raise
-        _run(self._con, "COMMIT")
+        try:
+            _run(self._con, "COMMIT")
+        except BaseException:
+            self._heads.rollback()
+            raise
+        self._heads.commit()
 
     def _insert(
         self, table: pa.Table, meta: BatchMeta
-    ) -> tuple[int, int, datetime | None, datetime | None]:
-        """Insert the new events of one table; return (received, stored, first, last time)."""
+    ) -> tuple[int, int, datetime | None, datetime | None, pa.Table | None]:
+        """Insert the new events of one table.
+
+        Returns:
+            received, stored, first and last stage time, and the digest columns of the rows
+            actually stored (for the chain; ``None`` without a chain).
+        """
         if table.schema != EVENT_SCHEMA:
             raise StoreError("batch does not have the event schema")
         if table.num_rows == 0:
-            return 0, 0, None, None
+            return 0, 0, None, None, None
         received = table.num_rows
         table = _first_of_each_key(table)
         # The batch id comes from the batch record, whatever the caller put in the column.
@@ -238,7 +260,14 @@ class DuckDBStore:
             row = _first(self._con, _INSERT_NEW, params)
         finally:
             self._con.unregister("_batch")
-        return received, int(row[0]) if row else 0, first, last
+        stored = int(row[0]) if row else 0
+        if not self.chain:
+            return received, stored, first, last, None
+        # The digest columns of the rows kept: all of them, usually (no copy: DuckDB holds
+        # these buffers until commit anyway). When some were duplicates, the batch's stored
+        # rows are read back at the end (``_record_batch``) instead.
+        kept = table.select([*DIGEST_COLUMNS, "stage_time"]) if stored == table.num_rows else None
+        return received, stored, first, last, kept
 
     def _record_batch(self, meta: BatchMeta, tally: _Tally) -> None:
         if not tally.received:
@@ -248,6 +277,39 @@ class DuckDBStore:
             "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
             [meta.batch_id, meta.cluster, meta.source, *tally.row()],
         )
+        if not self.chain or not tally.stored:
+            return
+        parts = tally.parts if not tally.partial else [self._read_back(meta, tally)]
+        stage_times = pa.chunked_array(
+            [c for p in parts for c in p.column("stage_time").chunks], pa.timestamp("us")
+        )
+        duckdb_chain.append(
+            self._con,
+            self._heads,
+            cluster=meta.cluster,
+            kind=KIND_BATCH,
+            batch_id=meta.batch_id,
+            events=tally.stored,
+            first_time=pc.min(stage_times).as_py(),
+            last_time=pc.max(stage_times).as_py(),
+            events_sha256=events_digest(parts),
+            detail={"source": meta.source},
+            at=_utcnow(),
+        )
+
+    def _read_back(self, meta: BatchMeta, tally: _Tally) -> pa.Table:
+        """The digest columns of what this batch stored, read inside its own transaction."""
+        columns = ", ".join([*DIGEST_COLUMNS, "stage_time"])
+        return self._con.sql(
+            f"SELECT {columns} FROM {EVENTS_TABLE} WHERE cluster = $cluster AND batch_id = $batch "
+            "AND stage_time BETWEEN $lo AND $hi",
+            params={
+                "cluster": meta.cluster,
+                "batch": meta.batch_id,
+                "lo": tally.first,
+                "hi": tally.last,
+            },
+        ).to_arrow_table()
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
         """Run compiled SQL with bound parameters; see :meth:`Store.query`."""
@@ -323,6 +385,131 @@ class DuckDBStore:
             row = _first(self._con, sql, params)
         return int(row[0]) if row else 0
 
+    # -- the chain: reads for verify and retention, removals that extend it ---------------
+
+    def chain_clusters(self) -> list[str]:
+        """Clusters with a chain or with stored events."""
+        with self._lock, _translated("cannot read the chain"):
+            return duckdb_chain.clusters(self._con)
+
+    def chain_records(self, cluster: str) -> list[ChainRecord]:
+        """A cluster's chain records in sequence order, as stored (not checked)."""
+        with self._lock, _translated("cannot read the chain"):
+            return duckdb_chain.records(self._con, cluster)
+
+    def batch_summary(
+        self, cluster: str
+    ) -> dict[str | None, tuple[int, datetime | None, datetime | None]]:
+        """Stored events of a cluster by batch id: count and stage-time range."""
+        with self._lock, _translated("cannot summarise the batches"):
+            return duckdb_chain.batch_summary(self._con, cluster)
+
+    def batch_events(
+        self,
+        cluster: str,
+        batches: Sequence[tuple[str, int, datetime | None, datetime | None]],
+        every_column: bool = False,
+    ) -> Iterator[tuple[str, pa.Table]]:
+        """The digest columns of each batch's stored events, a few batches per query.
+
+        Args:
+            cluster: the cluster.
+            batches: (batch id, expected events, first and last recorded stage time); the
+                counts size the queries, the times let DuckDB skip row groups.
+            every_column: every column of the events, not only the digest's.
+        """
+        for ids, lo, hi in duckdb_chain.read_groups(batches):
+            with self._lock, _translated("cannot read the batches"):
+                tables = list(
+                    duckdb_chain.batch_events(self._con, cluster, ids, lo, hi, every_column)
+                )
+            yield from tables
+
+    def remove_batches(
+        self,
+        cluster: str,
+        batch_ids: Sequence[str],
+        *,
+        kind: str,
+        detail: Mapping[str, Any],
+        unchained_before: datetime | None = None,
+        at: datetime | None = None,
+    ) -> ChainRecord:
+        """Delete whole batches of a cluster and append the removal to its chain, atomically.
+
+        Args:
+            cluster: the cluster.
+            batch_ids: the batches to delete (their chain records stay: the chain is append-only).
+            kind: ``retention`` or ``eviction``.
+            detail: why and by whom (stored in the record, with ``removed_batches``).
+            unchained_before: also delete events received before this time that no chain
+                record covers (stores written before the chain existed).
+            at: the record's time (default now, UTC).
+
+        Returns:
+            The appended record (``events``: how many were deleted, with their time range).
+        """
+        ids = list(batch_ids)
+        where = "cluster = $cluster AND (list_contains($ids, batch_id)"
+        params: dict[str, Any] = {"cluster": cluster, "ids": ids}
+        if unchained_before is not None:
+            where += (
+                " OR (request_received < $cutoff AND batch_id NOT IN "
+                "(SELECT batch_id FROM chain WHERE cluster = $cluster AND batch_id IS NOT NULL))"
+            )
+            params["cutoff"] = unchained_before
+        where += ")"
+        with self._lock, _translated("cannot remove batches"), self._transaction():
+            count, first, last, unchained = _first(
+                self._con,
+                f"SELECT count(*), min(stage_time), max(stage_time), "
+                f"count(*) FILTER (WHERE NOT list_contains($ids, batch_id)) "
+                f"FROM {EVENTS_TABLE} WHERE {where}",
+                params,
+            )
+            _run(self._con, f"DELETE FROM {EVENTS_TABLE} WHERE {where}", params)
+            full = {**detail, "removed_batches": ids, "unchained_events": int(unchained or 0)}
+            return duckdb_chain.append(
+                self._con,
+                self._heads,
+                cluster=cluster,
+                kind=kind,
+                batch_id=None,
+                events=int(count),
+                first_time=first,
+                last_time=last,
+                events_sha256=None,
+                detail=full,
+                at=at or _utcnow(),
+            )
+
+    def count_unchained_before(self, cluster: str, cutoff: datetime) -> int:
+        """Events of a cluster received before ``cutoff`` that no chain record covers."""
+        with self._lock, _translated("cannot count unchained events"):
+            row = _first(
+                self._con,
+                f"SELECT count(*) FROM {EVENTS_TABLE} WHERE cluster = $cluster "
+                "AND request_received < $cutoff AND batch_id NOT IN "
+                "(SELECT batch_id FROM chain WHERE cluster = $cluster AND batch_id IS NOT NULL)",
+                {"cluster": cluster, "cutoff": cutoff},
+            )
+        return int(row[0]) if row else 0
+
+    def used_bytes(self) -> int:
+        """Bytes of the database file's blocks in use (what a size cap is compared with)."""
+        with self._lock, _translated("cannot read the database size"):
+            row = _first(
+                self._con,
+                "SELECT used_blocks * block_size FROM pragma_database_size() "
+                "WHERE database_name = current_database()",
+            )
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def checkpoint(self) -> None:
+        """Write everything to the file and free the blocks of deleted row groups."""
+        with self._lock, _translated("checkpoint failed"):
+            _run(self._con, "FORCE CHECKPOINT")
+
     def columns(self) -> tuple[str, ...]:
         """The event columns, in storage order."""
         return COLUMN_NAMES
@@ -354,12 +541,24 @@ class _Tally:
         self.stored = 0
         self.first: datetime | None = None
         self.last: datetime | None = None
+        #: Digest columns of the stored rows, for the chain record.
+        self.parts: list[pa.Table] = []
+        self.partial = False
 
     def add(
-        self, received: int, stored: int, first: datetime | None, last: datetime | None
+        self,
+        received: int,
+        stored: int,
+        first: datetime | None,
+        last: datetime | None,
+        part: pa.Table | None = None,
     ) -> None:
         self.received += received
         self.stored += stored
+        if part is not None and part.num_rows:
+            self.parts.append(part)
+        elif part is None and received:
+            self.partial = True  # some rows were duplicates: the chain reads the batch back
         if first is not None:
             self.first = first if self.first is None else min(self.first, first)
         if last is not None:
@@ -381,6 +580,10 @@ def _first_of_each_key(table: pa.Table) -> pa.Table:
         return table
     keep = firsts.column("_i_min")
     return table.take(pc.take(keep, pc.sort_indices(keep)))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[Any]:

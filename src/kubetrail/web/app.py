@@ -18,7 +18,9 @@ from starlette.routing import Route
 
 from ..config import ServerConfig
 from ..quarantine import Quarantine, quarantine_path
+from ..store import open_store
 from ..store.base import Store
+from ..store.layout import RoutedStore
 from ..store.location import open_location, sidecar_base
 from .api import API_ROUTES
 from .auth import Authenticator
@@ -26,6 +28,7 @@ from .errors import http_exception, server_error
 from .health import healthz, readyz
 from .ingest import IngestState, ingest_events
 from .metrics import IngestMetrics
+from .retention import RetentionMetrics, RetentionScheduler
 from .ui import ui_routes
 from .ui_context import web_state
 from .writer import Admission, BatchWriter
@@ -52,14 +55,18 @@ def create_app(
         and on shutdown commits every admitted batch before closing the store.
     """
     metrics = IngestMetrics()
+    retention_metrics = RetentionMetrics(metrics.registry)
     auth = authenticator or Authenticator.from_config(config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        opened = store if store is not None else open_location(config.db)
+        opened = store if store is not None else _open_stores(config)
         quarantine = Quarantine(quarantine_path(getattr(opened, "path", sidecar_base(config.db))))
-        writer = BatchWriter(opened, quarantine)
+        own = _own_quarantines(opened)
+        writer = BatchWriter(opened, quarantine, own)
         writer.start()
+        scheduler = RetentionScheduler.for_server(opened, config, retention_metrics)
+        scheduler.start()
         admission = Admission(config.limits.max_pending_batches)
         metrics.queue_capacity.set(admission.capacity)
         app.state.ingest = IngestState(
@@ -78,8 +85,11 @@ def create_app(
             # The server has stopped accepting and answered its requests; commit what is
             # left (nothing admitted stays unanswered) and close the store.
             admission.draining = True
+            await anyio.to_thread.run_sync(scheduler.stop)
             await anyio.to_thread.run_sync(writer.stop, float(config.drain_seconds))
             quarantine.close()
+            for q in own.values():
+                q.close()
             opened.close()
             log.info("kubetrail stopped; the store is closed")
 
@@ -94,3 +104,23 @@ def create_app(
     ]
     handlers = {HTTPException: http_exception, Exception: server_error}
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+
+
+def _open_stores(config: ServerConfig) -> Store:
+    """``server.db``, or a :class:`RoutedStore` when clusters have store files of their own."""
+    if not any(c.store for c in config.clusters):
+        return open_location(config.db)
+    return RoutedStore.open(config, open_store)  # per-cluster files: embedded stores only
+
+
+def _own_quarantines(store: Store) -> dict[str, Quarantine]:
+    """A quarantine next to each cluster's own store file (refused records stay with it)."""
+    if not isinstance(store, RoutedStore):
+        return {}
+    by_path: dict[str, Quarantine] = {}
+    out = {}
+    for cluster, target in store.by_cluster.items():
+        if target is not store.main:
+            path = quarantine_path(target.path)
+            out[cluster] = by_path.setdefault(str(path), Quarantine(path))
+    return out

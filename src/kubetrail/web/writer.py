@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -66,11 +67,19 @@ class BatchWriter:
         store: the store; only this thread touches it while running.
         quarantine: where rejected records go before the batch commits (``None``: dropped
             after counting).
+        quarantines: the quarantine of each cluster that has a store file of its own, so its
+            refused records stay next to its store (production apart from development).
     """
 
-    def __init__(self, store: Store, quarantine: Quarantine | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        quarantine: Quarantine | None,
+        quarantines: Mapping[str, Quarantine] | None = None,
+    ) -> None:
         self.store = store
         self.quarantine = quarantine
+        self.quarantines = dict(quarantines or {})
         self.failed: BaseException | None = None
         self._queue: queue.SimpleQueue[tuple[PreparedBatch, Future[WriteResult]] | None] = (
             queue.SimpleQueue()
@@ -142,8 +151,9 @@ class BatchWriter:
         try:
             # Quarantine first: a refused record is on disk before its batch is answered.
             for batch, _ in group:
-                if self.quarantine is not None and batch.rejections:
-                    self.quarantine.write(batch.rejections)
+                quarantine = self.quarantines.get(batch.meta.cluster, self.quarantine)
+                if quarantine is not None and batch.rejections:
+                    quarantine.write(batch.rejections)
             results = write([(b.table, b.meta) for b, _ in group])
         except BaseException as exc:  # answered as 503; the senders retry
             log.error("cannot commit %d batch(es): %s", len(group), exc)
