@@ -321,3 +321,25 @@ def test_csv_export_neutralises_spreadsheet_formulas() -> None:
     assert _csv_cell("@SUM(1)") == "'@SUM(1)" and _csv_cell("+1") == "'+1"
     assert _csv_cell(["-x", "y"]) == "'-x, y"
     assert _csv_cell(-3) == -3 and _csv_cell(None) == "" and _csv_cell("kubectl") == "kubectl"
+
+
+def test_environment_selects_its_clusters(live: UIServer) -> None:
+    """Issue 9: production and development are looked at apart (API and the UI's selector)."""
+    client = _client(live)
+    auth = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
+
+    def count(**params: str) -> httpx.Response:
+        return client.get("/api/query", params={"q": "| stats count()", **params}, headers=auth)
+
+    everything = count().json()["rows"][0][0]
+    assert everything > 0
+    assert count(environment="development").json()["rows"][0][0] == everything
+    assert count(cluster="env:development").json()["rows"][0][0] == everything
+    assert count(environment="production").json()["rows"][0][0] == 0
+    unknown = count(environment="staging")
+    assert unknown.status_code == 400
+    assert "no cluster has environment 'staging'" in unknown.json()["error"]
+    assert count(environment="production", cluster="demo").status_code == 400
+    page = _login(live, *VIEWER).get("/ui/overview", params={"cluster": "env:production"})
+    assert page.status_code == 200
+    assert '<option value="env:production" selected>' in page.text

@@ -17,7 +17,7 @@ from pathlib import Path
 import uvicorn
 from live import ADMIN_TOKEN, STARTUP_SECONDS, base_config, free_socket
 
-from kubetrail.config import ServerConfig, UserConfig
+from kubetrail.config import ClusterConfig, ServerConfig, UserConfig
 from kubetrail.detect.alertstore import record_alert
 from kubetrail.store import open_store
 from kubetrail.web import bootstrap
@@ -47,6 +47,9 @@ def ui_server(tmp: Path, events: int = 4000, secure: bool = True) -> Iterator[UI
     such cookies to ``http://127.0.0.1``).
     """
     config = base_config(tmp / "ui.duckdb", demo_events=events, secure_cookies=secure)
+    # Environments (issue 9): the demo cluster is development, prod is production.
+    config.clusters.append(ClusterConfig(name="demo", environment="development"))
+    next(c for c in config.clusters if c.name == "prod").environment = "production"
     config.users = [
         UserConfig(
             name=VIEWER[0],

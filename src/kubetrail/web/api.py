@@ -25,6 +25,7 @@ from .api_guard import api_route
 from .errors import error_response
 from .overview import build_overview
 from .queries import ndjson_lines, parse_limit, plain, result_dict, time_range
+from .scope import resolve_scope, selection_of
 from .ui_context import HERE, in_thread, state
 from .ui_data import event_view, simulate_policy
 
@@ -35,7 +36,7 @@ MAX_ROWS = 10_000
 
 @api_route()
 async def query(request: Request) -> Response:
-    """``GET /api/query?q=&from=&to=&since=&cluster=&limit=&format=json|ndjson|csv``."""
+    """``GET /api/query?q=&from=&to=&since=&cluster=|environment=&limit=&format=``."""
     params = request.query_params
     text = params.get("q", "")
     if not text.strip():
@@ -49,7 +50,7 @@ async def query(request: Request) -> Response:
         text,
         time_from=window.start if window else None,
         time_to=window.end if window else None,
-        cluster=params.get("cluster") or None,
+        cluster=resolve_scope(state(request).config, selection_of(params)),
         limit=parse_limit(params.get("limit"), MAX_ROWS)
         or (MAX_ROWS if parse(text).is_aggregate else None),
     )
@@ -92,11 +93,10 @@ def _csv_cell(value: Any) -> Any:
 
 @api_route()
 async def overview(request: Request) -> Response:
-    """``GET /api/overview?range=&from=&to=&cluster=``: every widget with its query."""
+    """``GET /api/overview?range=&from=&to=&cluster=&environment=``: every widget with its query."""
     window = time_range(request.query_params)
-    data = await in_thread(
-        build_overview, state(request).store, window, request.query_params.get("cluster") or None
-    )
+    scope = resolve_scope(state(request).config, selection_of(request.query_params))
+    data = await in_thread(build_overview, state(request).store, window, scope)
     panels = {
         key: {
             "title": p.widget.title,

@@ -24,6 +24,7 @@ from .queries import (
     term,
     time_range,
 )
+from .scope import ENV_PREFIX, environments, resolve_scope
 from .ui import clusters, error_page, page, render
 from .ui import fmt as _fmt
 from .ui_context import in_thread, state
@@ -36,7 +37,19 @@ AGGREGATE_LIMIT = 1000
 
 
 def _cluster(request: Request) -> str | None:
+    """The selection as given (a cluster or ``env:NAME``): what links carry along."""
     return request.query_params.get("cluster") or None
+
+
+def _scope(request: Request) -> str | list[str] | None:
+    """The clusters the selection stands for (what queries filter on)."""
+    return resolve_scope(state(request).config, _cluster(request))
+
+
+def _one_cluster(request: Request) -> str | None:
+    """The selected cluster when it is exactly one (the alert list filters on one or none)."""
+    scope = _scope(request)
+    return scope if isinstance(scope, str) else None
 
 
 def search_url(query: str, window: TimeRange, cluster: str | None) -> str:
@@ -51,6 +64,8 @@ def _frame(request: Request, window: TimeRange) -> dict[str, Any]:
     cluster = _cluster(request)
     return {
         "clusters": clusters(request),
+        "environments": environments(state(request).config),
+        "env_prefix": ENV_PREFIX,
         "ranges": RANGES,
         "window": window,
         "link": lambda q: search_url(q, window, cluster),
@@ -67,11 +82,17 @@ async def overview(request: Request) -> Response:
     except UsageError as exc:
         return error_page(request, exc)
     web = state(request)
-    data = await in_thread(build_overview, web.store, window, _cluster(request))
+    try:
+        scope = _scope(request)
+    except UsageError as exc:
+        return error_page(request, exc)
+    data = await in_thread(build_overview, web.store, window, scope)
     try:
         alerts: list[dict[str, Any]] | None = await in_thread(
-            list_alerts, web.store, cluster=_cluster(request), limit=10
+            list_alerts, web.store, cluster=_one_cluster(request), limit=10
         )
+        if alerts is not None and isinstance(scope, list):
+            alerts = [a for a in alerts if a.get("cluster") in scope]
     except StoreError:  # e.g. a read-only store without the alerts table: show the rest
         alerts = None
     verbs = sorted({v for counts in data.actions.values() for v in counts})
@@ -169,6 +190,10 @@ async def search(request: Request) -> Response:
     except UsageError as exc:
         return error_page(request, exc)
     cluster = _cluster(request)
+    try:
+        scope = _scope(request)
+    except UsageError as exc:
+        return error_page(request, exc)
     flt, stages = split_filter(text)
     context: dict[str, Any] = {**_frame(request, window), "q": text, "error": None}
     web = state(request)
@@ -185,7 +210,7 @@ async def search(request: Request) -> Response:
             run_text,
             time_from=window.start,
             time_to=window.end,
-            cluster=cluster,
+            cluster=scope,
             limit=LISTING_LIMIT if listing else AGGREGATE_LIMIT,
         )
         histogram = None
@@ -196,7 +221,7 @@ async def search(request: Request) -> Response:
                 f"{flt} | timechart span={window.span()} count()",
                 time_from=window.start,
                 time_to=window.end,
-                cluster=cluster,
+                cluster=scope,
             )
     except ParseError as exc:
         context["error"] = {
@@ -281,7 +306,11 @@ async def identity(request: Request) -> Response:
         window = time_range(request.query_params)
     except UsageError as exc:
         return error_page(request, exc)
-    results = await in_thread(run_identity, state(request).store, user, window, _cluster(request))
+    try:
+        scope = _scope(request)
+    except UsageError as exc:
+        return error_page(request, exc)
+    results = await in_thread(run_identity, state(request).store, user, window, scope)
     context = {
         **_frame(request, window),
         "who": user,
