@@ -97,11 +97,75 @@ class CollectConfig:
 
 
 @dataclass
+class SinkConfig:
+    """One alert sink (``detect.sinks[]``); see docs/detections.md.
+
+    Attributes:
+        type: stdout, webhook, slack or alertmanager.
+        name: a name for metrics and delivery states (default: the type).
+        url: the webhook / Slack / Alertmanager URL (Alertmanager: its base URL).
+        secret: the webhook's HMAC key; ``secret_env`` names a variable that holds it instead.
+        min_severity: the lowest severity sent (default ``low``).
+        rules: only these rule ids (``*`` wildcards); empty means every rule.
+        timeout_seconds: per request.
+    """
+
+    type: str = "stdout"
+    name: str = ""
+    url: str = ""
+    secret: str = ""
+    secret_env: str = ""
+    min_severity: str = "low"
+    rules: list[str] = field(default_factory=list)
+    timeout_seconds: float = 5.0
+
+
+@dataclass
+class VariableConfig:
+    """Values for a rule variable (``detect.variables[]``): an allow-list or watch-list."""
+
+    name: str = ""
+    values: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DetectConfig:
+    """Detections of ``kubetrail serve`` (and ``kubetrail rules``); see docs/detections.md.
+
+    Attributes:
+        enabled: run detections in the server.
+        builtin: load the built-in rule pack.
+        rule_dirs: directories (or files) of user rules; a rule with a built-in id overrides it.
+        disabled: ids of rules to disable.
+        variables: values replacing the pack's variables by name.
+        sinks: where alerts go.
+        policy: the audit policy the API servers use, checked against the rules at start-up.
+        cooldown_seconds: how long an open alert absorbs new matches of its key.
+        schedule_seconds: how often threshold, first-seen and silence rules run.
+    """
+
+    enabled: bool = True
+    builtin: bool = True
+    rule_dirs: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+    variables: list[VariableConfig] = field(default_factory=list)
+    sinks: list[SinkConfig] = field(default_factory=list)
+    policy: str | None = None
+    cooldown_seconds: int = 3600
+    schedule_seconds: int = 30
+
+    def variable_values(self) -> dict[str, list[str]]:
+        """The variables as a mapping."""
+        return {v.name: list(v.values) for v in self.variables}
+
+
+@dataclass
 class Config:
     """The whole configuration file."""
 
     server: ServerConfig = field(default_factory=ServerConfig)
     collect: CollectConfig = field(default_factory=CollectConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .alerts import alerts
 from .certs import certs
 from .collect import collect
 from .demo import demo
@@ -15,6 +16,7 @@ from .migrate import migrate
 from .policy import policy
 from .query import query
 from .report import report
+from .rules import rules
 from .serve import serve
 from .store import store
 
@@ -27,4 +29,6 @@ def main() -> None:
 
 for command in (serve, collect, ingest, export, stats, report, query, policy, certs, demo, store,
                 migrate):
+    main.add_command(command)
+for command in (rules, alerts):  # issue 6: detections
     main.add_command(command)
