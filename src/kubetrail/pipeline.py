@@ -8,6 +8,7 @@ A queue of one chunk between them keeps memory constant whatever the input size.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -27,6 +28,8 @@ from .model.normalize import normalize, normalize_records
 from .quarantine import Quarantine
 from .sources.files import Record, iter_records, source_name
 from .store.base import BatchMeta, Store
+
+log = logging.getLogger("kubetrail.pipeline")
 
 #: Records decoded at a time: bounds the memory of one chunk (about 20 MB while decoding).
 CHUNK_RECORDS = 4_096
@@ -85,6 +88,14 @@ class EventTransform(Protocol):
         ...
 
 
+class BatchDetector(Protocol):
+    """Runs detections on each committed batch (:class:`kubetrail.detect.detector.Detector`)."""
+
+    def on_batch(self, table: pa.Table) -> object:
+        """Look at a committed batch (its alerts are stored by the detector)."""
+        ...
+
+
 ProgressCallback = Callable[[int], None]
 
 
@@ -99,6 +110,7 @@ def ingest_paths(
     chunk_records: int = CHUNK_RECORDS,
     batch_records: int = BATCH_RECORDS,
     transform: EventTransform | None = None,
+    detector: BatchDetector | None = None,
 ) -> IngestSummary:
     """Ingest files (or ``-`` for stdin) into a store.
 
@@ -114,6 +126,7 @@ def ingest_paths(
             files.
         transform: applied to decoded events before storage, e.g. a collector-side audit
             policy (:class:`kubetrail.policy.transform.PolicyTransform`).
+        detector: runs the stateless detection rules on each batch once it is committed.
 
     Returns:
         The counts of what was read, stored, skipped as duplicate and refused.
@@ -139,6 +152,7 @@ def ingest_paths(
         progress=progress,
         batch_records=batch_records,
         transform=transform,
+        detector=detector,
     )
 
 
@@ -152,6 +166,7 @@ def ingest_batches(
     progress: ProgressCallback | None = None,
     batch_records: int = BATCH_RECORDS,
     transform: EventTransform | None = None,
+    detector: BatchDetector | None = None,
 ) -> IngestSummary:
     """Decode ``(source, records)`` chunks and store them in batches; see :func:`ingest_paths`.
 
@@ -170,7 +185,7 @@ def ingest_batches(
                 feed.drain()
                 return
             try:
-                _commit_batch(store, feed, cluster, summary, quarantine, progress)
+                _commit_batch(store, feed, cluster, summary, quarantine, progress, detector)
             except BaseException as exc:  # re-raised in the caller's thread
                 failure.append(exc)
 
@@ -260,18 +275,30 @@ def _commit_batch(
     summary: IngestSummary,
     quarantine: Quarantine | None,
     progress: ProgressCallback | None,
+    detector: BatchDetector | None = None,
 ) -> None:
     meta = BatchMeta(cluster=cluster, source=feed.peek_source(), batch_id=uuid.uuid4().hex)
     taken = IngestSummary()
+    # DuckDB keeps a transaction's Arrow buffers alive until commit anyway, so holding the
+    # tables for the detector until then costs no memory; it runs on the whole batch at once.
+    written: list[pa.Table] = []
 
     def tables() -> Iterator[pa.Table]:
         for chunk in feed.batch(taken):
             # Quarantine first: a refused record is on disk before its batch counts as done.
             if quarantine is not None:
                 quarantine.write(chunk.rejections)
+            if detector is not None:
+                written.append(chunk.table)
             yield chunk.table
 
     result = store.write_batches(tables(), meta)
+    if detector is not None and written:
+        try:
+            detector.on_batch(pa.concat_tables(written))
+        except Exception as exc:  # the batch is stored; a detection failure must not stop ingest
+            log.error("detections failed on batch %s: %s", meta.batch_id, exc)
+        written.clear()
     summary.stored += result.stored
     summary.duplicates += result.duplicates
     summary.read += taken.read

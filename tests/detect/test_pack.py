@@ -94,3 +94,20 @@ def test_exec_alert_shows_the_decoded_command(fired) -> None:
     (match,) = engine.scan(_table([e]))
     assert "`sh -c 'cat /etc/shadow'`" in match.message
     assert match.key == "alice@example.com|default|web"
+
+
+def test_large_batches_take_the_prefilter_path_with_the_same_result(monkeypatch, fired) -> None:
+    import kubetrail.detect.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "SMALL_BATCH", 0)
+    engine = BatchEngine(RULESET.rules)
+    assert engine.prefilter_sql is not None
+    events = numbered(CASES)
+    for i, (rule_id, e) in enumerate(PATCH_CASES):
+        events.append({**e, "auditID": f"{rule_id}/patch{i}"})
+    again: dict[str, set[str]] = defaultdict(set)
+    for m in engine.scan(_table(events)):
+        for audit_id in m.audit_ids:
+            again[audit_id].add(m.rule.id)
+    engine.close()
+    assert again == fired

@@ -58,7 +58,8 @@ def serve(
     configured cluster's credential; GET /healthz, /readyz and /metrics. Flags override the
     config file. SIGTERM stops accepting, commits what was acknowledged and exits 0.
     """
-    config = load_config(config_path).server
+    full = load_config(config_path)
+    config = full.server
     _apply_flags(config, db_path, listen, cluster_tokens, tls_cert, tls_key, client_ca)
     validate(Config(server=config), "flags")
     if demo is not None:
@@ -67,6 +68,8 @@ def serve(
         config.demo_events = demo_events
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
 
+    if full.detect.enabled:
+        _check_detections(full)
     from ..web import bootstrap  # the heavy imports only once arguments are valid
     from ..web.app import create_app
     from ..web.server import run
@@ -88,8 +91,24 @@ def serve(
     if not config.clusters:
         click.echo("no cluster credentials configured: ingest answers 401 (see --cluster-token)")
     sys.stdout.flush()
-    if not run(create_app(config), config, log_level=log_level):
+    if not run(create_app(config, detect=full.detect), config, log_level=log_level):
         sys.exit(1)
+
+
+def _check_detections(full: Config) -> None:
+    """Fail fast, before serving, on an invalid rule or sink (the lifespan would fail later)."""
+    from ..detect.loader import load_ruleset
+    from ..detect.sinks import build_sink
+
+    detect = full.detect
+    load_ruleset(
+        detect.rule_dirs,
+        builtin=detect.builtin,
+        disabled=detect.disabled,
+        variables=detect.variable_values(),
+    )
+    for sink in detect.sinks:
+        build_sink(sink)
 
 
 def _apply_flags(

@@ -20,6 +20,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from ..errors import RuleError
+from ..query import ast
 from ..query.compiler import scope_filter
 from ..query.dialects import DIALECTS
 from ..query.fields import resolve
@@ -73,6 +74,36 @@ def rule_filter(rule: Rule, dialect: str = "duckdb") -> exp.Expression:
         return cond
     excluded = exp.Coalesce(this=exp.Paren(this=exp.or_(*excepts)), expressions=[exp.false()])
     return exp.and_(exp.Paren(this=cond), exp.Not(this=excluded))
+
+
+def cheap_part(node: ast.Expr) -> ast.Expr | None:
+    """The part of a filter that reads only columns (no JSON), implied by the filter itself.
+
+    ``None`` means "could be anything" (true). Rows outside ``cheap_part(f)`` never match ``f``,
+    so the engine first looks for rows that any rule could match, in one scan without the large
+    ``raw`` column, and runs the rules only on those.
+    """
+    if isinstance(node, ast.And):
+        parts = [p for p in (cheap_part(i) for i in node.items) if p is not None]
+        return None if not parts else parts[0] if len(parts) == 1 else ast.And(tuple(parts))
+    if isinstance(node, ast.Or):
+        parts = [cheap_part(i) for i in node.items]
+        if any(p is None for p in parts):
+            return None
+        return ast.Or(tuple(p for p in parts if p is not None))
+    if isinstance(node, ast.Not):
+        return node if _column_only(node.item) else None
+    return node if _column_only(node) else None
+
+
+def _column_only(node: ast.Expr) -> bool:
+    if isinstance(node, ast.And | ast.Or):
+        return all(_column_only(i) for i in node.items)
+    if isinstance(node, ast.Not):
+        return _column_only(node.item)
+    if isinstance(node, ast.Compare | ast.In | ast.Exists):
+        return not node.field.is_json
+    return True  # Const, Text (columns only)
 
 
 def _scoped(text: str) -> Any:
@@ -139,6 +170,16 @@ class BatchEngine:
         self._lock = threading.Lock()
         self._prepared = False
         self.sql = self._union("_batch")
+        self.prefilter_sql = self._prefilter()
+
+    def _prefilter(self) -> str | None:
+        """``SELECT _i`` of the rows some rule could match, or ``None`` when that is every row."""
+        parts = [cheap_part(_scoped(r.when)) for r in self.rules]
+        if not parts or any(p is None for p in parts):
+            return None
+        gen = Generator(DIALECTS["duckdb"]())
+        cond = exp.or_(*(exp.Paren(this=gen.filter_sql(p)) for p in parts if p is not None))
+        return exp.select(exp.column("_i")).from_("_batch").where(cond).sql("duckdb")
 
     def _union(self, table: str) -> str:
         selects = [
@@ -155,8 +196,7 @@ class BatchEngine:
         """The matches of every stateless rule in one batch (schema ``EVENT_SCHEMA``)."""
         if not self.rules or table.num_rows == 0:
             return []
-        view = with_patch_objects(table)
-        view = view.append_column("_i", pa.array(range(view.num_rows), pa.int64()))
+        view = table.append_column("_i", pa.array(range(table.num_rows), pa.int64()))
         with self._lock:
             hits = self._run(view)
         if not hits:
@@ -179,6 +219,18 @@ class BatchEngine:
         return matches
 
     def _run(self, view: pa.Table) -> list[tuple[int, int]]:
+        if self.prefilter_sql is not None and view.num_rows > SMALL_BATCH:
+            self._con.register("_batch", view)
+            try:
+                rows = [i for (i,) in self._con.execute(self.prefilter_sql).fetchall()]
+            finally:
+                self._con.unregister("_batch")
+            if not rows:
+                return []
+            view = view.take(pa.array(rows, pa.int64()))
+        # Only now, on the rows left: patch bodies as the objects they write (one JSON parse
+        # per patch event).
+        view = with_patch_objects(view)
         con = self._con
         con.register("_batch", view)
         try:

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from ..config import ServerConfig
+from ..config import DetectConfig, ServerConfig
 from ..quarantine import Quarantine, quarantine_path
 from ..store import open_store
 from ..store.base import Store
@@ -34,6 +34,7 @@ def create_app(
     *,
     store: Store | None = None,
     authenticator: Authenticator | None = None,
+    detect: DetectConfig | None = None,
 ) -> Starlette:
     """Build the application of ``kubetrail serve``.
 
@@ -42,6 +43,7 @@ def create_app(
         store: an already open store to use instead of opening ``config.db`` (it is closed on
             shutdown all the same).
         authenticator: credentials to use instead of those of ``config``.
+        detect: the detections' settings; ``None`` or ``enabled: false`` runs none.
 
     Returns:
         A Starlette application; its lifespan opens the store and starts the writer thread,
@@ -54,7 +56,14 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         opened = store if store is not None else open_store(config.db)
         quarantine = Quarantine(quarantine_path(getattr(opened, "path", config.db)))
-        writer = BatchWriter(opened, quarantine)
+        detections = None
+        if detect is not None and detect.enabled:
+            from ..detect.service import DetectionService
+
+            detections = DetectionService(detect, opened, metrics.registry)
+            detections.start()
+        app.state.detections = detections
+        writer = BatchWriter(opened, quarantine, detections.submit if detections else None)
         writer.start()
         admission = Admission(config.limits.max_pending_batches)
         metrics.queue_capacity.set(admission.capacity)
@@ -74,6 +83,8 @@ def create_app(
             # left (nothing admitted stays unanswered) and close the store.
             admission.draining = True
             await anyio.to_thread.run_sync(writer.stop, float(config.drain_seconds))
+            if detections is not None:
+                await anyio.to_thread.run_sync(detections.stop)
             quarantine.close()
             opened.close()
             log.info("kubetrail stopped; the store is closed")

@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -66,11 +67,19 @@ class BatchWriter:
         store: the store; only this thread touches it while running.
         quarantine: where rejected records go before the batch commits (``None``: dropped
             after counting).
+        on_commit: called with the tables of each committed group (the detections' feed).
     """
 
-    def __init__(self, store: Store, quarantine: Quarantine | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        quarantine: Quarantine | None,
+        on_commit: Callable[[list[Any]], None] | None = None,
+    ) -> None:
         self.store = store
         self.quarantine = quarantine
+        # Called with the committed tables after each commit (detections, issue 6).
+        self.on_commit = on_commit
         self.failed: BaseException | None = None
         self._queue: queue.SimpleQueue[tuple[PreparedBatch, Future[WriteResult]] | None] = (
             queue.SimpleQueue()
@@ -153,6 +162,11 @@ class BatchWriter:
         seconds = time.perf_counter() - started
         for (_, future), result in zip(group, results, strict=True):
             future.set_result(_Timed(result.stored, result.duplicates, seconds))
+        if self.on_commit is not None:
+            try:
+                self.on_commit([b.table for b, _ in group])
+            except Exception as exc:  # detections never stop ingest
+                log.error("on_commit failed: %s", exc)
 
 
 @dataclass(frozen=True)
