@@ -276,7 +276,8 @@ class Dispatcher:
         with self._cv:
             self._stopping = True
             self._cv.notify()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
         for sink, _ in self.routes:
             close = getattr(sink, "close", None)
             if close is not None:
