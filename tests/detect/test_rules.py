@@ -61,7 +61,7 @@ def test_errors_name_file_rule_and_key(change: dict, message: str) -> None:
 
 def test_missing_required_key() -> None:
     data = {k: v for k, v in GOOD.items() if k != "when"}
-    with pytest.raises(RuleError, match="rule acme.exec.prod: when: missing"):
+    with pytest.raises(RuleError, match=r"rule acme\.exec\.prod: when: missing"):
         parse_rule(data, "f.yaml", {})
 
 
@@ -114,7 +114,7 @@ def test_duplicate_ids_and_unknown_disabled(tmp_path: Path) -> None:
     _write(tmp_path, "b.yaml", rule)
     with pytest.raises(RuleError, match="also defined in"):
         load_ruleset([tmp_path])
-    with pytest.raises(RuleError, match="no rule has the id k8s.nope"):
+    with pytest.raises(RuleError, match=r"no rule has the id k8s\.nope"):
         load_ruleset(disabled=["k8s.nope"])
     with pytest.raises(RuleError, match="no such rule file or directory"):
         load_ruleset([tmp_path / "missing"])
