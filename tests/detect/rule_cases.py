@@ -585,6 +585,61 @@ CASES: dict[str, tuple[Event, Event]] = {
         ),
         real("falco-k8s-audit-traces.jsonl", **{"objectRef.resource": "configmaps"}),
     ),
+    "k8s.pod.hostpath_mount": (
+        create_pod(
+            {
+                "containers": [container()],
+                "volumes": [{"name": "h", "hostPath": {"path": "/data/cache"}}],
+            }
+        ),
+        create_pod({"containers": [container()], "volumes": [{"name": "e", "emptyDir": {}}]}),
+    ),
+    "k8s.rbac.binding_changed": (
+        event("delete", "rolebindings", group=RBAC, name="viewers"),
+        event(
+            "delete",
+            "rolebindings",
+            group=RBAC,
+            name="viewers",
+            user="system:serviceaccount:kube-system:namespace-controller",
+        ),
+    ),
+    "k8s.sa.created": (
+        event("create", "serviceaccounts", ns="shop", code=201),
+        event(
+            "create",
+            "serviceaccounts",
+            ns="shop",
+            code=201,
+            user="system:serviceaccount:ci:pipeline",
+        ),
+    ),
+    "k8s.workload.sidecar_injection": (
+        event(
+            "patch",
+            "deployments",
+            group="apps",
+            name="web",
+            body={
+                "spec": {
+                    "template": {
+                        "spec": {"containers": [{"name": "proxy", "image": "evil.example/proxy:1"}]}
+                    }
+                }
+            },
+        ),
+        event(
+            "patch",
+            "deployments",
+            group="apps",
+            name="web",
+            body={"spec": {"template": {"metadata": {"annotations": {"restart": "1"}}}}},
+        ),
+    ),
+    "k8s.auth.denied_request": (
+        event("get", "secrets", name="db", code=403),
+        real("panther-analysis-k8s-rule-tests.jsonl", requestURI="/version"),
+    ),
     "k8s.node.proxy": (
         event(
             "get",

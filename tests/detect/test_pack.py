@@ -110,4 +110,4 @@ def test_large_batches_take_the_prefilter_path_with_the_same_result(monkeypatch,
         for audit_id in m.audit_ids:
             again[audit_id].add(m.rule.id)
     engine.close()
-    assert again == fired
+    assert {k: v for k, v in again.items() if v} == {k: v for k, v in fired.items() if v}
