@@ -250,6 +250,7 @@ def validate(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: server.tls: cert and key must be given together")
     if server.tls.client_ca and not server.tls.cert:
         raise ConfigError(f"{where}: server.tls.client_ca needs server.tls.cert and key")
+    _validate_detect(config.detect, where)
     for name in (
         "max_body_bytes",
         "max_decompressed_bytes",
@@ -258,6 +259,26 @@ def validate(config: Config, where: str) -> None:
     ):
         if getattr(server.limits, name) < 1:
             raise ConfigError(f"{where}: server.limits.{name}: must be at least 1")
+
+
+_SINK_TYPES = ("stdout", "webhook", "slack", "alertmanager")
+_SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+
+def _validate_detect(detect: DetectConfig, where: str) -> None:
+    for i, sink in enumerate(detect.sinks):
+        key = f"detect.sinks[{i}]"
+        if sink.type not in _SINK_TYPES:
+            raise ConfigError(f"{where}: {key}.type: {sink.type!r}; use {', '.join(_SINK_TYPES)}")
+        if sink.min_severity not in _SEVERITIES:
+            raise ConfigError(
+                f"{where}: {key}.min_severity: {sink.min_severity!r}; use {', '.join(_SEVERITIES)}"
+            )
+        if sink.type != "stdout" and not sink.url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}: {key}.url: an http(s) URL is required")
+    for name in ("cooldown_seconds", "schedule_seconds"):
+        if getattr(detect, name) < 1:
+            raise ConfigError(f"{where}: detect.{name}: must be at least 1")
 
 
 def parse_listen(value: str, key: str = "listen") -> tuple[str, int]:
