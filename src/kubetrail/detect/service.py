@@ -20,6 +20,11 @@ from .sinks import DetectMetrics, Dispatcher, build_sink
 log = logging.getLogger("kubetrail.detect")
 
 
+def supports(store: Store) -> bool:
+    """Whether alerts can be stored in this store (the embedded DuckDB store, for now)."""
+    return getattr(store, "dialect", "") == "duckdb"
+
+
 class DetectionService:
     """The running detections of a server.
 

@@ -58,10 +58,13 @@ def create_app(
         quarantine = Quarantine(quarantine_path(getattr(opened, "path", config.db)))
         detections = None
         if detect is not None and detect.enabled:
-            from ..detect.service import DetectionService
+            from ..detect.service import DetectionService, supports
 
-            detections = DetectionService(detect, opened, metrics.registry)
-            detections.start()
+            if supports(opened):
+                detections = DetectionService(detect, opened, metrics.registry)
+                detections.start()
+            else:
+                log.warning("detections are off: alerts are stored in the embedded store only")
         app.state.detections = detections
         writer = BatchWriter(opened, quarantine, detections.submit if detections else None)
         writer.start()
