@@ -134,3 +134,14 @@ def test_posted_exec_reaches_alertmanager(serve, alertmanager) -> None:
         found = httpx.get(f"{alertmanager}/api/v2/alerts", timeout=5).json()
         time.sleep(0.05)
     assert [a["labels"]["alertname"] for a in found] == ["k8s.pod.exec"]
+
+
+def test_demo_load_runs_the_rules(tmp_path) -> None:
+    from kubetrail.web.bootstrap import load_demo
+
+    config = ServerConfig(db=str(tmp_path / "demo.duckdb"), demo_events=3000)
+    assert load_demo(config, detect=DetectConfig()).stored == 3000
+    with open_store(config.db) as store:
+        alerts = list_alerts(store)
+    assert {"k8s.secret.read_by_human", "k8s.write.outside_ci"} <= {a.rule for a in alerts}
+    assert all(a.cluster == "demo" and a.audit_ids for a in alerts)

@@ -76,7 +76,7 @@ def serve(
 
     token = bootstrap.ensure_admin_token(config)
     if config.demo:
-        summary = bootstrap.load_demo(config)
+        summary = bootstrap.load_demo(config, detect=full.detect)
         if summary is not None:
             click.echo(
                 f"loaded {summary.stored:,} demo events (cluster '{bootstrap.DEMO_CLUSTER}')"

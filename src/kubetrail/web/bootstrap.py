@@ -13,8 +13,9 @@ import tempfile
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
-from ..config import ServerConfig
+from ..config import DetectConfig, ServerConfig
 from ..errors import ConfigError
 from ..pipeline import IngestSummary, ingest_batches
 from ..quarantine import Quarantine, quarantine_path
@@ -58,8 +59,13 @@ def ensure_admin_token(config: ServerConfig) -> str | None:
     return token
 
 
-def load_demo(config: ServerConfig, seed: int = 7) -> IngestSummary | None:
+def load_demo(
+    config: ServerConfig, seed: int = 7, detect: DetectConfig | None = None
+) -> IngestSummary | None:
     """Generate demo events ending now into the store, if it holds no events yet.
+
+    With ``detect`` enabled, the rules run on the demo batches too (their alerts are stored,
+    not sent), so the demo has alerts to show.
 
     Returns:
         What was ingested, or ``None`` when the store already had events.
@@ -78,10 +84,35 @@ def load_demo(config: ServerConfig, seed: int = 7) -> IngestSummary | None:
             while chunk := list(islice(numbered, 20_000)):
                 yield "demo", chunk
 
-        return ingest_batches(store, batches(), DEMO_CLUSTER, quarantine=quarantine)
+        detector = _demo_detector(store, detect)
+        try:
+            summary = ingest_batches(
+                store, batches(), DEMO_CLUSTER, quarantine=quarantine, detector=detector
+            )
+            if detector is not None:
+                detector.run_scheduled()
+        finally:
+            if detector is not None:
+                detector.close()
+        return summary
     finally:
         quarantine.close()
         store.close()
+
+
+def _demo_detector(store: Any, detect: DetectConfig | None) -> Any:
+    if detect is None or not detect.enabled:
+        return None
+    from ..detect.detector import Detector
+    from ..detect.loader import load_ruleset
+
+    ruleset = load_ruleset(
+        detect.rule_dirs,
+        builtin=detect.builtin,
+        disabled=detect.disabled,
+        variables=detect.variable_values(),
+    )
+    return Detector(store, ruleset.rules)
 
 
 def _write_atomic(path: Path, text: str) -> None:
