@@ -177,6 +177,7 @@ def ingest_batches(
     started = time.perf_counter()
     pending: queue.Queue[_Chunk | None] = queue.Queue(maxsize=1)
     failure: list[BaseException] = []
+    detections = _Detections(detector) if detector is not None else None
 
     def write_loop() -> None:
         feed = _BatchFeed(pending, batch_records)
@@ -185,7 +186,7 @@ def ingest_batches(
                 feed.drain()
                 return
             try:
-                _commit_batch(store, feed, cluster, summary, quarantine, progress, detector)
+                _commit_batch(store, feed, cluster, summary, quarantine, progress, detections)
             except BaseException as exc:  # re-raised in the caller's thread
                 failure.append(exc)
 
@@ -199,10 +200,40 @@ def ingest_batches(
     finally:
         pending.put(None)
         writer.join()
+        if detections is not None:
+            detections.close()
         summary.seconds = time.perf_counter() - started
     if failure:
         raise failure[0]
     return summary
+
+
+class _Detections:
+    """Runs a detector on committed batches in a thread of its own, one batch queued.
+
+    The engine works in its own DuckDB connection (which releases the GIL), so it overlaps with
+    decoding and with the next batch's insert instead of adding to the writer's time.
+    """
+
+    def __init__(self, detector: BatchDetector) -> None:
+        self._detector = detector
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._run, name="kubetrail-detect", daemon=True)
+        self._thread.start()
+
+    def on_batch(self, table: pa.Table) -> None:
+        self._queue.put(table)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (table := self._queue.get()) is not None:
+            try:
+                self._detector.on_batch(table)
+            except Exception as exc:  # stored batches stay stored; detections are best effort
+                log.error("detections failed on a batch: %s", exc)
 
 
 def _decode(
