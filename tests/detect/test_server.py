@@ -96,7 +96,7 @@ def test_posted_exec_is_stored_and_sent_to_the_webhook(serve, recorder) -> None:
 
 
 def test_alerts_are_stored_when_the_sink_is_down(serve, tmp_path) -> None:
-    from conftest import free_port
+    from detect_ports import free_port
 
     dead = f"http://127.0.0.1:{free_port()}/down"
     detect = DetectConfig(

@@ -100,7 +100,7 @@ def test_dispatcher_retries_with_backoff_and_records_state(store, recorder) -> N
 
 
 def test_unreachable_sink_fails_without_losing_the_alert(store) -> None:
-    from conftest import free_port
+    from detect_ports import free_port
 
     url = f"http://127.0.0.1:{free_port()}/nothing-listens"
     config = SinkConfig(type="slack", name="slack", url=url, timeout_seconds=1)
