@@ -145,3 +145,14 @@ def test_demo_load_runs_the_rules(tmp_path) -> None:
         alerts = list_alerts(store)
     assert {"k8s.secret.read_by_human", "k8s.write.outside_ci"} <= {a.rule for a in alerts}
     assert all(a.cluster == "demo" and a.audit_ids for a in alerts)
+
+
+def test_start_up_check_warns_about_rules_the_policy_blinds(store, caplog) -> None:
+    from kubetrail.detect.service import DetectionService
+
+    policy = Path(__file__).parents[1] / "data" / "policies" / "gke-gce-configure-helper.yaml"
+    with caplog.at_level("WARNING", logger="kubetrail.detect"):
+        service = DetectionService(DetectConfig(policy=str(policy)), store)
+    assert any(w.startswith("k8s.events.deleted: delete events") for w in service.warnings)
+    assert "rule blind under" in caplog.text
+    service.detector.close()
