@@ -102,3 +102,19 @@ def test_every_key_is_documented() -> None:
     assert not missing, f"not in docs/configuration.md: {missing}"
     for name in _keys(ClusterConfig, ""):
         assert f"| `{name}` |" in text
+
+
+def test_detect_section() -> None:
+    config = load_config(EXAMPLE, env={})
+    assert config.detect.variable_values()["ci_identities"][0] == "system:serviceaccount:jenkins:*"
+    assert [s.type for s in config.detect.sinks] == ["alertmanager", "webhook"]
+    for data, message in [
+        ({"detect": {"sinks": [{"type": "pager"}]}}, "detect.sinks[0].type"),
+        ({"detect": {"sinks": [{"type": "slack", "url": "x"}]}}, "detect.sinks[0].url"),
+        ({"detect": {"sinks": [{"min_severity": "loud"}]}}, "min_severity"),
+        ({"detect": {"schedule_seconds": 0}}, "detect.schedule_seconds"),
+        ({"detect": {"rule_dir": []}}, "detect.rule_dir: unknown key; did you mean 'rule_dirs'?"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            parse_config(data)
+        assert message in str(info.value)

@@ -146,6 +146,69 @@ class CollectConfig:
 
 
 @dataclass
+class SinkConfig:
+    """One alert sink (``detect.sinks[]``); see docs/detections.md.
+
+    Attributes:
+        type: stdout, webhook, slack or alertmanager.
+        name: a name for metrics and delivery states (default: the type).
+        url: the webhook / Slack / Alertmanager URL (Alertmanager: its base URL).
+        secret: the webhook's HMAC key; ``secret_env`` names a variable that holds it instead.
+        min_severity: the lowest severity sent (default ``low``).
+        rules: only these rule ids (``*`` wildcards); empty means every rule.
+        timeout_seconds: per request.
+    """
+
+    type: str = "stdout"
+    name: str = ""
+    url: str = ""
+    secret: str = ""
+    secret_env: str = ""
+    min_severity: str = "low"
+    rules: list[str] = field(default_factory=list)
+    timeout_seconds: float = 5.0
+
+
+@dataclass
+class VariableConfig:
+    """Values for a rule variable (``detect.variables[]``): an allow-list or watch-list."""
+
+    name: str = ""
+    values: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DetectConfig:
+    """Detections of ``kubetrail serve`` (and ``kubetrail rules``); see docs/detections.md.
+
+    Attributes:
+        enabled: run detections in the server.
+        builtin: load the built-in rule pack.
+        rule_dirs: directories (or files) of user rules; a rule with a built-in id overrides it.
+        disabled: ids of rules to disable.
+        variables: values replacing the pack's variables by name.
+        sinks: where alerts go.
+        policy: the audit policy the API servers use, checked against the rules at start-up.
+        cooldown_seconds: how long an open alert absorbs new matches of its key.
+        schedule_seconds: how often threshold, first-seen and silence rules run.
+    """
+
+    enabled: bool = True
+    builtin: bool = True
+    rule_dirs: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+    variables: list[VariableConfig] = field(default_factory=list)
+    sinks: list[SinkConfig] = field(default_factory=list)
+    policy: str | None = None
+    cooldown_seconds: int = 3600
+    schedule_seconds: int = 30
+
+    def variable_values(self) -> dict[str, list[str]]:
+        """The variables as a mapping."""
+        return {v.name: list(v.values) for v in self.variables}
+
+
+@dataclass
 class Config:
     """The whole configuration file."""
 
@@ -154,6 +217,7 @@ class Config:
     #: The ``store`` section (engine, url, database, cluster, ...): where ``serve`` and a local
     #: ``collect --db`` write; absent means the embedded store at ``server.db``.
     store: StoreConfig | None = None
+    detect: DetectConfig = field(default_factory=DetectConfig)
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
@@ -253,6 +317,7 @@ def validate(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: server.tls: cert and key must be given together")
     if server.tls.client_ca and not server.tls.cert:
         raise ConfigError(f"{where}: server.tls.client_ca needs server.tls.cert and key")
+    _validate_detect(config.detect, where)
     for name in (
         "max_body_bytes",
         "max_decompressed_bytes",
@@ -314,6 +379,26 @@ def _validate_retention(server: ServerConfig, where: str) -> None:
                 f"{where}: server.clusters: environments {', '.join(sorted(envs))} would share "
                 f"the store {path}; give clusters of different environments their own `store`"
             )
+
+
+_SINK_TYPES = ("stdout", "webhook", "slack", "alertmanager")
+_SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+
+def _validate_detect(detect: DetectConfig, where: str) -> None:
+    for i, sink in enumerate(detect.sinks):
+        key = f"detect.sinks[{i}]"
+        if sink.type not in _SINK_TYPES:
+            raise ConfigError(f"{where}: {key}.type: {sink.type!r}; use {', '.join(_SINK_TYPES)}")
+        if sink.min_severity not in _SEVERITIES:
+            raise ConfigError(
+                f"{where}: {key}.min_severity: {sink.min_severity!r}; use {', '.join(_SEVERITIES)}"
+            )
+        if sink.type != "stdout" and not sink.url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}: {key}.url: an http(s) URL is required")
+    for name in ("cooldown_seconds", "schedule_seconds"):
+        if getattr(detect, name) < 1:
+            raise ConfigError(f"{where}: detect.{name}: must be at least 1")
 
 
 def parse_listen(value: str, key: str = "listen") -> tuple[str, int]:

@@ -8,6 +8,7 @@ A queue of one chunk between them keeps memory constant whatever the input size.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -28,6 +29,8 @@ from .quarantine import Quarantine
 from .sources.containerlog import UnwrapStats
 from .sources.files import Record, iter_records, source_name
 from .store.base import BatchMeta, Store
+
+log = logging.getLogger("kubetrail.pipeline")
 
 #: Records decoded at a time: bounds the memory of one chunk (about 20 MB while decoding).
 CHUNK_RECORDS = 4_096
@@ -91,6 +94,14 @@ class EventTransform(Protocol):
         ...
 
 
+class BatchDetector(Protocol):
+    """Runs detections on each committed batch (:class:`kubetrail.detect.detector.Detector`)."""
+
+    def on_batch(self, table: pa.Table) -> object:
+        """Look at a committed batch (its alerts are stored by the detector)."""
+        ...
+
+
 ProgressCallback = Callable[[int], None]
 
 
@@ -106,6 +117,7 @@ def ingest_paths(
     batch_records: int = BATCH_RECORDS,
     transform: EventTransform | None = None,
     format_in: str = "auto",
+    detector: BatchDetector | None = None,
 ) -> IngestSummary:
     """Ingest files (or ``-`` for stdin) into a store.
 
@@ -123,6 +135,7 @@ def ingest_paths(
             policy (:class:`kubetrail.policy.transform.PolicyTransform`).
         format_in: ``auto`` (default: detected per file), ``jsonl``, ``cri`` or ``docker``
             (container logs, see :mod:`kubetrail.sources.containerlog`).
+        detector: runs the stateless detection rules on each batch once it is committed.
 
     Returns:
         The counts of what was read, stored, skipped as duplicate, refused and skipped as not
@@ -151,6 +164,7 @@ def ingest_paths(
         progress=progress,
         batch_records=batch_records,
         transform=transform,
+        detector=detector,
     )
     summary.not_audit = unwrapped.not_audit
     return summary
@@ -166,6 +180,7 @@ def ingest_batches(
     progress: ProgressCallback | None = None,
     batch_records: int = BATCH_RECORDS,
     transform: EventTransform | None = None,
+    detector: BatchDetector | None = None,
 ) -> IngestSummary:
     """Decode ``(source, records)`` chunks and store them in batches; see :func:`ingest_paths`.
 
@@ -176,6 +191,7 @@ def ingest_batches(
     started = time.perf_counter()
     pending: queue.Queue[_Chunk | None] = queue.Queue(maxsize=1)
     failure: list[BaseException] = []
+    detections = _Detections(detector) if detector is not None else None
 
     def write_loop() -> None:
         feed = _BatchFeed(pending, batch_records)
@@ -184,7 +200,7 @@ def ingest_batches(
                 feed.drain()
                 return
             try:
-                _commit_batch(store, feed, cluster, summary, quarantine, progress)
+                _commit_batch(store, feed, cluster, summary, quarantine, progress, detections)
             except BaseException as exc:  # re-raised in the caller's thread
                 failure.append(exc)
 
@@ -198,10 +214,40 @@ def ingest_batches(
     finally:
         pending.put(None)
         writer.join()
+        if detections is not None:
+            detections.close()
         summary.seconds = time.perf_counter() - started
     if failure:
         raise failure[0]
     return summary
+
+
+class _Detections:
+    """Runs a detector on committed batches in a thread of its own, one batch queued.
+
+    The engine works in its own DuckDB connection (which releases the GIL), so it overlaps with
+    decoding and with the next batch's insert instead of adding to the writer's time.
+    """
+
+    def __init__(self, detector: BatchDetector) -> None:
+        self._detector = detector
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._run, name="kubetrail-detect", daemon=True)
+        self._thread.start()
+
+    def on_batch(self, table: pa.Table) -> None:
+        self._queue.put(table)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (table := self._queue.get()) is not None:
+            try:
+                self._detector.on_batch(table)
+            except Exception as exc:  # stored batches stay stored; detections are best effort
+                log.error("detections failed on a batch: %s", exc)
 
 
 def _decode(
@@ -274,18 +320,30 @@ def _commit_batch(
     summary: IngestSummary,
     quarantine: Quarantine | None,
     progress: ProgressCallback | None,
+    detector: BatchDetector | None = None,
 ) -> None:
     meta = BatchMeta(cluster=cluster, source=feed.peek_source(), batch_id=uuid.uuid4().hex)
     taken = IngestSummary()
+    # DuckDB keeps a transaction's Arrow buffers alive until commit anyway, so holding the
+    # tables for the detector until then costs no memory; it runs on the whole batch at once.
+    written: list[pa.Table] = []
 
     def tables() -> Iterator[pa.Table]:
         for chunk in feed.batch(taken):
             # Quarantine first: a refused record is on disk before its batch counts as done.
             if quarantine is not None:
                 quarantine.write(chunk.rejections)
+            if detector is not None:
+                written.append(chunk.table)
             yield chunk.table
 
     result = store.write_batches(tables(), meta)
+    if detector is not None and written:
+        try:
+            detector.on_batch(pa.concat_tables(written))
+        except Exception as exc:  # the batch is stored; a detection failure must not stop ingest
+            log.error("detections failed on batch %s: %s", meta.batch_id, exc)
+        written.clear()
     summary.stored += result.stored
     summary.duplicates += result.duplicates
     summary.read += taken.read

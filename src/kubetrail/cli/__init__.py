@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .alerts import alerts
 from .certs import certs
 from .collect import collect
 from .demo import demo
@@ -16,6 +17,7 @@ from .policy import policy
 from .query import query
 from .report import report
 from .retention import retention
+from .rules import rules
 from .serve import serve
 from .store import store
 from .verify import verify
@@ -30,5 +32,5 @@ def main() -> None:
 for command in (serve, collect, ingest, export, stats, report, query, policy, certs, demo, store,
                 migrate):
     main.add_command(command)
-for command in (retention, verify):  # issue 9: retention and the tamper-evident trail
+for command in (retention, verify, rules, alerts):  # issues 9 and 6
     main.add_command(command)

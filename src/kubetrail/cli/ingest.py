@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 from rich.console import Console
@@ -37,6 +38,17 @@ from .options import db_option, format_option, handle_errors, print_json
     show_default=True,
     help="Input format: JSON lines, or a container log (CRI, Docker json-file); auto per file.",
 )
+@click.option(
+    "--detect",
+    is_flag=True,
+    help="Run the detection rules on each batch and store their alerts (see docs/detections.md).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="With --detect: the config file whose detect section chooses the rules.",
+)
 @db_option
 @format_option
 @handle_errors
@@ -45,6 +57,8 @@ def ingest(
     cluster: str,
     policy_path: str | None,
     format_in: str,
+    detect: bool,
+    config_path: str | None,
     db_path: str,
     output_format: str,
 ) -> None:
@@ -61,6 +75,7 @@ def ingest(
     transform = PolicyConfig(path=policy_path).build() if policy_path else None
     quarantine = Quarantine(quarantine_path(sidecar_base(db_path)))
     store = open_location(db_path, duckdb_settings=INGEST_SETTINGS)
+    detector = _detector(store, config_path) if detect else None
     try:
         with _progress() as advance:
             summary = ingest_paths(
@@ -71,9 +86,12 @@ def ingest(
                 progress=advance,
                 transform=transform,
                 format_in=format_in,
+                detector=detector,
             )
     finally:
         quarantine.close()
+        if detector is not None:
+            detector.close()
         store.close()
     if not summary.rejected:
         summary.quarantine = None
@@ -82,6 +100,22 @@ def ingest(
     else:
         _print_summary(summary)
     sys.exit(1 if summary.rejected else 0)
+
+
+def _detector(store: object, config_path: str | None) -> Any:
+    """The stateless rules of the config's detect section, storing alerts in ``store``."""
+    from ..config import load_config
+    from ..detect.detector import Detector
+    from ..detect.loader import load_ruleset
+
+    detect = load_config(config_path).detect
+    ruleset = load_ruleset(
+        detect.rule_dirs,
+        builtin=detect.builtin,
+        disabled=detect.disabled,
+        variables=detect.variable_values(),
+    )
+    return Detector(store, ruleset.rules)  # type: ignore[arg-type]
 
 
 class _progress:

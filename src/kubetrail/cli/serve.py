@@ -75,6 +75,8 @@ def serve(
         config.demo_events = demo_events
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
 
+    if full.detect.enabled:
+        _check_detections(full)
     from ..web import bootstrap  # the heavy imports only once arguments are valid
     from ..web.app import create_app
     from ..web.server import run
@@ -89,7 +91,7 @@ def serve(
     use_system_pool()
     token = bootstrap.ensure_admin_token(config)
     if config.demo:
-        summary = bootstrap.load_demo(config, store=store)
+        summary = bootstrap.load_demo(config, store=store, detect=full.detect)
         if summary is not None:
             click.echo(
                 f"loaded {summary.stored:,} demo events (cluster '{bootstrap.DEMO_CLUSTER}')"
@@ -105,8 +107,24 @@ def serve(
     if not config.clusters:
         click.echo("no cluster credentials configured: ingest answers 401 (see --cluster-token)")
     sys.stdout.flush()
-    if not run(create_app(config, store=store), config, log_level=log_level):
+    if not run(create_app(config, store=store, detect=full.detect), config, log_level=log_level):
         sys.exit(1)
+
+
+def _check_detections(full: Config) -> None:
+    """Fail fast, before serving, on an invalid rule or sink (the lifespan would fail later)."""
+    from ..detect.loader import load_ruleset
+    from ..detect.sinks import build_sink
+
+    detect = full.detect
+    load_ruleset(
+        detect.rule_dirs,
+        builtin=detect.builtin,
+        disabled=detect.disabled,
+        variables=detect.variable_values(),
+    )
+    for sink in detect.sinks:
+        build_sink(sink)
 
 
 def _apply_flags(

@@ -4,14 +4,16 @@ the built-in rule pack, stored alerts and the sinks that deliver them.
 ::
 
     rules.py       YAML -> Rule (validated; errors name file, rule and key)
-    loader.py      built-in pack + user directories, overrides and variables -> RuleSet
-    patches.py     JSON/merge/strategic-merge patch bodies -> an object rules can inspect
-    engine.py      stateless rules over an Arrow batch (one DuckDB query per batch)
-    scheduled.py   threshold, first-seen and audit-silence rules against the store
+    loader.py      built-in pack (rules/*.yaml, variables.yaml) + user files, overrides
+    patches.py     JSON-patch bodies -> the object they write (merge patches already are)
+    engine.py      stateless rules over an Arrow batch (prefilter + one prepared statement)
+    scheduled.py   threshold, first-seen and silence rules as queries against the store
+    detector.py    matches -> folded by key -> stored -> sinks; the server's detector thread
     alertstore.py  the stored alerts (keyed, with cooldown) and their delivery states
     sinks.py       stdout, webhook (HMAC-SHA256), Slack, Alertmanager; retries with backoff
     coverage.py    what audit level and stages a rule needs, against a Policy
-    backtest.py    how often each rule would have fired per day
+    replay.py      rules over stored history: ``rules test`` and ``rules backtest``
+    service.py     detections inside ``kubetrail serve``
 """
 
 from __future__ import annotations

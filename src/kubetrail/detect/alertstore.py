@@ -231,6 +231,113 @@ def record_alert(
     return alert, new
 
 
+@dataclass(frozen=True)
+class NewMatch:
+    """One keyed group of matches to store with :func:`record_many`."""
+
+    rule: str
+    title: str
+    severity: str
+    tags: tuple[str, ...]
+    cluster: str
+    key: str
+    message: str
+    first: datetime
+    last: datetime
+    audit_ids: tuple[str, ...]
+    count: int
+    cooldown: timedelta = timedelta(hours=1)
+    #: ``add`` (stateless: every match is new) or ``max`` (a threshold group seen again).
+    fold: str = "add"
+
+
+def record_many(store: Store, items: Sequence[NewMatch]) -> list[StoredAlert]:
+    """Store many keyed matches with a few statements; return the alerts raised now.
+
+    Each item folds into the open alert of its (rule, cluster, key) when that alert was last
+    seen within the item's cooldown, else it raises a new alert. Items are expected to be
+    folded by key already (one per key).
+    """
+    if not items:
+        return []
+    ensure_tables(store)
+    keys = [_key(i.rule, i.cluster, i.key) for i in items]
+    with _WRITE_LOCK:
+        found = store.query(
+            "SELECT id, rule, cluster, key, last_seen, audit_ids, count FROM alerts "
+            "WHERE status <> 'resolved' AND list_contains(?, rule || chr(31) || cluster "
+            "|| chr(31) || key) ORDER BY last_seen",
+            [keys],
+        ).to_pylist()
+        open_by_key = {_key(r["rule"], r["cluster"], r["key"]): r for r in found}
+        now = _naive(datetime.now(UTC))
+        updates: dict[str, list[Any]] = {k: [] for k in ("id", "n", "first", "last", "ids")}
+        inserts: list[NewMatch] = []
+        for item, key in zip(items, keys, strict=True):
+            current = open_by_key.get(key)
+            first, last = _naive(item.first), _naive(item.last)
+            if current is not None and current["last_seen"] >= first - item.cooldown:
+                merged = list(dict.fromkeys([*current["audit_ids"], *item.audit_ids]))
+                count = current["count"] + item.count
+                if item.fold == "max":
+                    count = max(current["count"], item.count)
+                updates["id"].append(current["id"])
+                updates["n"].append(count)
+                updates["first"].append(first)
+                updates["last"].append(last)
+                updates["ids"].append(merged[:MAX_AUDIT_IDS])
+            else:
+                inserts.append(item)
+        if updates["id"]:
+            store.query(
+                "UPDATE alerts SET count = u.n, first_seen = least(alerts.first_seen, u.f), "
+                "last_seen = greatest(alerts.last_seen, u.l), audit_ids = u.ids, updated_at = ? "
+                "FROM (SELECT unnest(?) AS id, unnest(?) AS n, unnest(?) AS f, unnest(?) AS l, "
+                "unnest(?, max_depth := 1) AS ids) AS u WHERE alerts.id = u.id RETURNING alerts.id",
+                [
+                    now,
+                    updates["id"],
+                    updates["n"],
+                    updates["first"],
+                    updates["last"],
+                    updates["ids"],
+                ],
+            )
+        new_ids = [uuid.uuid4().hex for _ in inserts]
+        if inserts:
+            cols = {
+                "id": new_ids,
+                "rule": [i.rule for i in inserts],
+                "title": [i.title for i in inserts],
+                "severity": [i.severity for i in inserts],
+                "tags": [list(i.tags) for i in inserts],
+                "cluster": [i.cluster for i in inserts],
+                "key": [i.key for i in inserts],
+                "message": [i.message for i in inserts],
+                "first": [_naive(i.first) for i in inserts],
+                "last": [_naive(i.last) for i in inserts],
+                "count": [i.count for i in inserts],
+                "ids": [list(dict.fromkeys(i.audit_ids))[:MAX_AUDIT_IDS] for i in inserts],
+            }
+            store.query(
+                "INSERT INTO alerts SELECT unnest(?), unnest(?), unnest(?), unnest(?), "
+                "unnest(?, max_depth := 1), unnest(?), unnest(?), unnest(?), 'open', unnest(?), "
+                "unnest(?), unnest(?), unnest(?, max_depth := 1), NULL, NULL, ? RETURNING id",
+                [*cols.values(), now],
+            )
+    if not new_ids:
+        return []
+    rows = store.query(
+        f"SELECT {_COLUMNS} FROM alerts WHERE list_contains(?, id) ORDER BY first_seen, id",
+        [new_ids],
+    ).to_pylist()
+    return [_alert(r, ()) for r in rows]
+
+
+def _key(rule: str, cluster: str, key: str) -> str:
+    return f"{rule}\x1f{cluster}\x1f{key}"
+
+
 def list_alerts(
     store: Store,
     *,

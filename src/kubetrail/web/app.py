@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from ..config import ServerConfig
+from ..config import DetectConfig, ServerConfig
 from ..quarantine import Quarantine, quarantine_path
 from ..store import open_store
 from ..store.base import Store
@@ -41,6 +41,7 @@ def create_app(
     *,
     store: Store | None = None,
     authenticator: Authenticator | None = None,
+    detect: DetectConfig | None = None,
 ) -> Starlette:
     """Build the application of ``kubetrail serve``.
 
@@ -49,6 +50,7 @@ def create_app(
         store: an already open store to use instead of opening ``config.db`` (it is closed on
             shutdown all the same).
         authenticator: credentials to use instead of those of ``config``.
+        detect: the detections' settings; ``None`` or ``enabled: false`` runs none.
 
     Returns:
         A Starlette application; its lifespan opens the store and starts the writer thread,
@@ -63,7 +65,19 @@ def create_app(
         opened = store if store is not None else _open_stores(config)
         quarantine = Quarantine(quarantine_path(getattr(opened, "path", sidecar_base(config.db))))
         own = _own_quarantines(opened)
-        writer = BatchWriter(opened, quarantine, own)
+        detections = None
+        if detect is not None and detect.enabled:
+            from ..detect.service import DetectionService, supports
+
+            if supports(opened):
+                detections = DetectionService(detect, opened, metrics.registry)
+                detections.start()
+            else:
+                log.warning("detections are off: alerts are stored in the embedded store only")
+        app.state.detections = detections
+        writer = BatchWriter(
+            opened, quarantine, own, on_commit=detections.submit if detections else None
+        )
         writer.start()
         scheduler = RetentionScheduler.for_server(opened, config, retention_metrics)
         scheduler.start()
@@ -87,6 +101,8 @@ def create_app(
             admission.draining = True
             await anyio.to_thread.run_sync(scheduler.stop)
             await anyio.to_thread.run_sync(writer.stop, float(config.drain_seconds))
+            if detections is not None:
+                await anyio.to_thread.run_sync(detections.stop)
             quarantine.close()
             for q in own.values():
                 q.close()

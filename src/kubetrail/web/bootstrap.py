@@ -13,8 +13,9 @@ import tempfile
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
-from ..config import ServerConfig
+from ..config import DetectConfig, ServerConfig
 from ..errors import ConfigError
 from ..pipeline import IngestSummary, ingest_batches
 from ..quarantine import Quarantine, quarantine_path
@@ -60,14 +61,21 @@ def ensure_admin_token(config: ServerConfig) -> str | None:
 
 
 def load_demo(
-    config: ServerConfig, seed: int = 7, store: Store | None = None
+    config: ServerConfig,
+    seed: int = 7,
+    store: Store | None = None,
+    detect: DetectConfig | None = None,
 ) -> IngestSummary | None:
     """Generate demo events ending now into the store, if it holds no events yet.
+
+    With ``detect`` enabled, the rules run on the demo batches too (their alerts are stored,
+    not sent), so the demo has alerts to show.
 
     Args:
         config: the server settings (``db`` names the store unless ``store`` is given).
         seed: the demo generator's seed.
         store: an open store to fill (left open); default: open ``config.db`` and close it.
+        detect: the detections' settings.
 
     Returns:
         What was ingested, or ``None`` when the store already had events.
@@ -86,11 +94,40 @@ def load_demo(
             while chunk := list(islice(numbered, 20_000)):
                 yield "demo", chunk
 
-        return ingest_batches(target, batches(), DEMO_CLUSTER, quarantine=quarantine)
+        detector = _demo_detector(target, detect)
+        try:
+            summary = ingest_batches(
+                target, batches(), DEMO_CLUSTER, quarantine=quarantine, detector=detector
+            )
+            if detector is not None:
+                detector.run_scheduled()
+        finally:
+            if detector is not None:
+                detector.close()
+        return summary
     finally:
         quarantine.close()
         if store is None:
             target.close()
+
+
+def _demo_detector(store: Any, detect: DetectConfig | None) -> Any:
+    if detect is None or not detect.enabled:
+        return None
+    from ..detect.detector import Detector
+    from ..detect.loader import load_ruleset
+    from ..detect.service import supports
+
+    if not supports(store):
+        return None  # alerts live in the embedded store only
+
+    ruleset = load_ruleset(
+        detect.rule_dirs,
+        builtin=detect.builtin,
+        disabled=detect.disabled,
+        variables=detect.variable_values(),
+    )
+    return Detector(store, ruleset.rules)
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +69,7 @@ class BatchWriter:
             after counting).
         quarantines: the quarantine of each cluster that has a store file of its own, so its
             refused records stay next to its store (production apart from development).
+        on_commit: called with the tables of each committed group (the detections' feed).
     """
 
     def __init__(
@@ -76,10 +77,13 @@ class BatchWriter:
         store: Store,
         quarantine: Quarantine | None,
         quarantines: Mapping[str, Quarantine] | None = None,
+        on_commit: Callable[[list[Any]], None] | None = None,
     ) -> None:
         self.store = store
         self.quarantine = quarantine
         self.quarantines = dict(quarantines or {})
+        # Called with the committed tables after each commit (detections, issue 6).
+        self.on_commit = on_commit
         self.failed: BaseException | None = None
         self._queue: queue.SimpleQueue[tuple[PreparedBatch, Future[WriteResult]] | None] = (
             queue.SimpleQueue()
@@ -163,6 +167,11 @@ class BatchWriter:
         seconds = time.perf_counter() - started
         for (_, future), result in zip(group, results, strict=True):
             future.set_result(_Timed(result.stored, result.duplicates, seconds))
+        if self.on_commit is not None:
+            try:
+                self.on_commit([b.table for b, _ in group])
+            except Exception as exc:  # detections never stop ingest
+                log.error("on_commit failed: %s", exc)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,100 @@
+"""``kubetrail alerts``: the stored alerts, with their delivery state at each sink."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import UsageError
+from ..query.runner import parse_duration
+from .options import db_option, fail, handle_errors
+
+
+@click.command()
+@db_option
+@click.option("--since", help="Only alerts last seen in this window, e.g. 24h, 7d.")
+@click.option(
+    "--status",
+    type=click.Choice(["open", "acknowledged", "resolved"]),
+    help="Only alerts with this status.",
+)
+@click.option("--cluster", help="Only alerts of this cluster.")
+@click.option("--limit", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="A table, or one JSON object per alert per line.",
+)
+@handle_errors
+def alerts(
+    db_path: str,
+    since: str | None,
+    status: str | None,
+    cluster: str | None,
+    limit: int,
+    output_format: str,
+) -> None:
+    """List stored alerts, newest first, with failed or pending deliveries.
+
+    Exit status: 0, 1 when the store fails, 2 on usage errors.
+    """
+    from ..detect.alertstore import list_alerts
+    from ..store import open_store
+
+    if not Path(db_path).exists():
+        fail(f"{db_path}: no such store", 2)
+    start = None
+    if since:
+        try:
+            start = datetime.now(UTC).replace(tzinfo=None) - parse_duration(since)
+        except UsageError as exc:
+            fail(str(exc), 2)
+    with open_store(db_path) as store:
+        found = list_alerts(store, since=start, status=status, cluster=cluster, limit=limit)
+    if output_format == "json":
+        for a in found:
+            click.echo(json.dumps(a.to_json(), ensure_ascii=False))
+        return
+    if not found:
+        click.echo("no alerts")
+        return
+    table = Table(box=None)
+    for column in (
+        "id",
+        "status",
+        "severity",
+        "rule",
+        "cluster",
+        "count",
+        "last seen",
+        "deliveries",
+        "message",
+    ):
+        table.add_column(column, overflow="fold")
+    for a in found:
+        deliveries = ", ".join(
+            f"{d.sink}:{d.state}" + (f"({d.attempts}: {d.last_error})" if d.last_error else "")
+            for d in a.deliveries
+        )
+        table.add_row(
+            a.id[:12],
+            a.status,
+            a.severity,
+            a.rule,
+            a.cluster,
+            str(a.count),
+            a.last_seen.strftime("%Y-%m-%d %H:%M:%S"),
+            deliveries or "-",
+            a.message,
+        )
+    Console(width=220).print(table)
+    failed = sum(1 for a in found for d in a.deliveries if d.state in ("failed", "retrying"))
+    click.echo(f"{len(found)} alert(s); {failed} deliveries failed or retrying")
