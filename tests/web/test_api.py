@@ -343,3 +343,4 @@ def test_environment_selects_its_clusters(live: UIServer) -> None:
     page = _login(live, *VIEWER).get("/ui/overview", params={"cluster": "env:production"})
     assert page.status_code == 200
     assert '<option value="env:production" selected>' in page.text
+    assert 'id="panel-gaps"' in page.text  # the overview shows gaps in the stream

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from ..errors import KubetrailError, ParseError, QueryError, StoreError, UsageError
 from ..query import parse
 from ..query.runner import QueryResult, parse_duration, run_query
+from ..store.gaps import Gap, find_gaps
 from .alerts_view import list_alerts
 from .overview import build_overview
 from .queries import (
@@ -95,6 +96,7 @@ async def overview(request: Request) -> Response:
             alerts = [a for a in alerts if a.get("cluster") in scope]
     except StoreError:  # e.g. a read-only store without the alerts table: show the rest
         alerts = None
+    gaps = await in_thread(_gaps, web.store, scope, window)
     verbs = sorted({v for counts in data.actions.values() for v in counts})
     chart = {
         "kind": "timeseries",
@@ -106,12 +108,23 @@ async def overview(request: Request) -> Response:
         **_frame(request, window),
         "data": data,
         "alerts": alerts,
+        "gaps": gaps,
         "verbs": [v for v in ("create", "update", "patch", "delete") if v in verbs],
         "status_max": max([n for _, _, n in data.status] + [1]),
         "chart_json": script_json(chart),
         "chart_query": data.timechart["query"],
     }
     return render(request, "overview.html", context)
+
+
+def _gaps(store: Any, scope: str | list[str] | None, window: TimeRange) -> list[Gap]:
+    """Quiet stretches of each selected cluster in the range (issue 9); one still open at the
+    end of the range ends there."""
+    end = window.end or window.now
+    found = find_gaps(store, scope if isinstance(scope, str) else None, window.start, now=end)
+    if isinstance(scope, list):
+        found = [g for g in found if g.cluster in scope]
+    return [g for g in found if end is None or g.end <= end]
 
 
 def script_json(value: Any) -> str:
