@@ -63,6 +63,21 @@ def median_ms(func: Callable[[], object], repeat: int) -> float:
     return statistics.median(samples)
 
 
+def paired_median_ms(
+    first: Callable[[], object], second: Callable[[], object], repeat: int
+) -> tuple[float, float]:
+    """Medians of two ways to answer one question, run alternately (so that a change in the
+    machine's load or caches during the run hits both alike)."""
+    first(), second()  # warm up (file cache, DuckDB buffers)
+    samples: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeat):
+        for func, out in ((first, samples[0]), (second, samples[1])):
+            start = time.perf_counter()
+            func()
+            out.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples[0]), statistics.median(samples[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -127,8 +142,11 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|")
     for key, (text, kwargs, sql) in questions.items():
-        compiled_ms = median_ms(lambda t=text, k=kwargs: run_query(store, t, **k), args.repeat)  # type: ignore[misc]
-        hand_ms = median_ms(lambda s=sql: store.query(s), args.repeat)
+        compiled_ms, hand_ms = paired_median_ms(
+            lambda t=text, k=kwargs: run_query(store, t, **k),  # type: ignore[misc]
+            lambda s=sql: store.query(s),
+            args.repeat,
+        )
         jq_ms = ""
         if key in JQ and not args.no_jq and shutil.which("jq"):
             start = time.perf_counter()

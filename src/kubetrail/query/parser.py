@@ -9,6 +9,7 @@ offending column.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from functools import cache
 from importlib import resources
@@ -91,6 +92,13 @@ def parse(text: str) -> ast.Query:
         ParseError: the text does not parse, names an unknown field or function, or gives a
             value its field cannot take. ``str(error)`` shows the query with a caret.
     """
+    return _parse(text)
+
+
+# Dashboards and the CLI run the same texts again and again, and the tree is immutable (frozen
+# dataclasses and tuples), so parsed queries are kept; errors are raised again, not kept.
+@functools.lru_cache(maxsize=512)
+def _parse(text: str) -> ast.Query:
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Sequence
@@ -110,10 +111,31 @@ def run_query(
         time_from = current - since
     if limit is None and not parse(text).is_aggregate:
         limit = DEFAULT_LISTING_LIMIT
-    compiled = compile_query(
-        text, store.dialect, time_from=time_from, time_to=time_to, cluster=cluster, limit=limit
-    )
+    scope = cluster if cluster is None or isinstance(cluster, str) else tuple(cluster)
+    compiled = _compiled(text, store.dialect, time_from, time_to, scope, limit)
     table = store.query(compiled.sql)
     table = table.rename_columns(list(compiled.columns))
     elapsed = (time.perf_counter() - started) * 1000
     return QueryResult(compiled.columns, table, elapsed, compiled)
+
+
+# Compiling is pure, and the same queries come back (a dashboard's refresh, a script's loop):
+# a bounded cache saves the 0.5-1.5 ms of sqlglot work, which is a third of a fast query.
+# Callers get the CompiledQuery of an earlier call: nothing may change its expression tree.
+@functools.lru_cache(maxsize=256)
+def _compiled(
+    text: str,
+    dialect: str,
+    time_from: datetime | None,
+    time_to: datetime | None,
+    cluster: str | tuple[str, ...] | None,
+    limit: int | None,
+) -> CompiledQuery:
+    return compile_query(
+        text,
+        dialect,
+        time_from=time_from,
+        time_to=time_to,
+        cluster=list(cluster) if isinstance(cluster, tuple) else cluster,
+        limit=limit,
+    )
