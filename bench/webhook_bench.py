@@ -44,7 +44,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="duration of the rate run")
     parser.add_argument("--skip-max", action="store_true", help="only the file and rate runs")
     parser.add_argument("--keep", action="store_true", help="keep the stores and the event file")
+    parser.add_argument(
+        "--no-detect", action="store_true", help="run the server without detections"
+    )
     args = parser.parse_args()
+    _server.detect = not args.no_detect
 
     work = Path(tempfile.mkdtemp(prefix="kubetrail-bench-"))
     lines = list(generate_events(args.events, seed=3, end=datetime(2026, 1, 1, tzinfo=UTC)))
@@ -89,11 +93,21 @@ def main() -> None:
 
 
 class _server:
+    #: False: the server runs without detections (``detect: {enabled: false}``).
+    detect = True
+
     def __init__(self, db: Path) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.db = db
+
+    def _config(self) -> list[str]:
+        if self.detect:
+            return []
+        path = self.db.with_suffix(".yaml")
+        path.write_text("detect:\n  enabled: false\n")
+        return ["--config", str(path)]
 
     def __enter__(self) -> str:
         url = f"http://127.0.0.1:{self.port}"
@@ -112,6 +126,7 @@ class _server:
                 "--no-demo",
                 "--log-level",
                 "warning",
+                *self._config(),
             ],
             stdout=subprocess.DEVNULL,
         )
