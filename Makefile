@@ -35,6 +35,7 @@ report: install
 
 # The whole test suite, lint included.
 test: install
+	bash .ci/system-deps.sh
 	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest
 

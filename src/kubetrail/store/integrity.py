@@ -80,10 +80,9 @@ class ChainRecord:
     prev_hash: str = GENESIS
     record_hash: str = ""
 
-    def canonical(self) -> bytes:
-        """The bytes :attr:`record_hash` is computed over (everything but the hash itself)."""
-        body = {
-            "v": 1,
+    def _fields(self) -> dict[str, Any]:
+        """Every field but the hash, JSON-ready (times in ISO 8601 with ``Z``)."""
+        return {
             "cluster": self.cluster,
             "seq": self.seq,
             "kind": self.kind,
@@ -96,6 +95,10 @@ class ChainRecord:
             "at": _iso(self.at),
             "prev_hash": self.prev_hash,
         }
+
+    def canonical(self) -> bytes:
+        """The bytes :attr:`record_hash` is computed over (everything but the hash itself)."""
+        body = {"v": 1, **self._fields()}
         return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
 
     def computed_hash(self) -> str:
@@ -112,20 +115,7 @@ class ChainRecord:
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (times in ISO 8601 with ``Z``)."""
-        return {
-            "cluster": self.cluster,
-            "seq": self.seq,
-            "kind": self.kind,
-            "batch_id": self.batch_id,
-            "events": self.events,
-            "first_time": _iso(self.first_time),
-            "last_time": _iso(self.last_time),
-            "events_sha256": self.events_sha256,
-            "detail": dict(self.detail),
-            "at": _iso(self.at),
-            "prev_hash": self.prev_hash,
-            "record_hash": self.record_hash,
-        }
+        return {**self._fields(), "record_hash": self.record_hash}
 
 
 def _iso(value: datetime | None) -> str | None:
