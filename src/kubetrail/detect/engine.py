@@ -116,7 +116,8 @@ def _scoped(text: str) -> Any:
 
 
 def render(template: str, row: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
-    """Fill ``{field}`` placeholders from an event row (lists are comma-joined; missing: ``-``).
+    """Fill ``{field}`` placeholders from an event row (lists are comma-joined; missing or
+    empty: ``-``).
 
     ``extra`` gives the values of the scheduled rules' placeholders (count, window, ...).
     """
@@ -130,8 +131,8 @@ def render(template: str, row: dict[str, Any], extra: dict[str, Any] | None = No
         name = template[start + 1 : end].strip()
         if extra is not None and name in extra:
             out.append(_text(extra[name]))
-        else:
-            out.append(_text(field_value(row, _field(name))))
+        else:  # an empty value reads as missing: "allowed ()" says nothing
+            out.append(_text(field_value(row, _field(name))) or "-")
         pos = end + 1
     out.append(template[pos:])
     return "".join(out)
