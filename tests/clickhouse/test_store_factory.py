@@ -71,3 +71,15 @@ def test_open_configured_duckdb(tmp_path: Path) -> None:
     db = open_configured_store(StoreConfig(path=str(tmp_path / "x.duckdb")))
     assert db.dialect == "duckdb" and db.count() == 0
     db.close()
+
+
+def test_positional_parameters_bind_in_the_order_of_the_text() -> None:
+    """``a = ? AND b = ? AND c IN (?, ?)``: each ``?`` takes the value at its own place."""
+    from kubetrail.store.clickhouse_arrow import bind_positional
+
+    sql, params = bind_positional(
+        "SELECT 1 FROM t WHERE a = ? AND b = ? AND (c IN (?, ?) OR d < ?)", ["A", "B", "C", "D", 5]
+    )
+    order = [sql.index("{" + name + ":") for name in ("p0", "p1", "p2", "p3", "p4")]
+    assert order == sorted(order)
+    assert params == {"p0": "A", "p1": "B", "p2": "C", "p3": "D", "p4": 5}

@@ -47,9 +47,9 @@ def alerts(
     Exit status: 0, 1 when the store fails, 2 on usage errors.
     """
     from ..detect.alertstore import list_alerts
-    from ..store import open_store
+    from ..store.location import is_url, open_location
 
-    if not Path(db_path).exists():
+    if not is_url(db_path) and not Path(db_path).exists():
         fail(f"{db_path}: no such store", 2)
     start = None
     if since:
@@ -57,8 +57,11 @@ def alerts(
             start = datetime.now(UTC).replace(tzinfo=None) - parse_duration(since)
         except UsageError as exc:
             fail(str(exc), 2)
-    with open_store(db_path) as store:
+    store = open_location(db_path)
+    try:
         found = list_alerts(store, since=start, status=status, cluster=cluster, limit=limit)
+    finally:
+        store.close()
     if output_format == "json":
         for a in found:
             click.echo(json.dumps(a.to_json(), ensure_ascii=False))

@@ -193,6 +193,7 @@ def test_rules(
     from ..detect.replay import replay
     from ..pipeline import ingest_paths
     from ..store import open_store
+    from ..store.location import is_url, open_location
 
     files = [*events, *more_events]
     if more_events and not events:
@@ -203,9 +204,9 @@ def test_rules(
         fail("--db needs --since (e.g. --since 24h)", 2)
     selected = _selected(_load(config_path, rule_dirs, variables, no_builtin), rule_id)
     if db_path:
-        if not Path(db_path).exists():
+        if not is_url(db_path) and not Path(db_path).exists():
             fail(f"{db_path}: no such store", 2)
-        store = open_store(db_path, read_only=True)
+        store = open_location(db_path, read_only=True)
         end = datetime.now(UTC).replace(tzinfo=None)
         start = end - _duration(since)
     else:
@@ -369,17 +370,20 @@ def backtest(
     Use it to tune noise (variables, except filters) before enabling a rule.
     """
     from ..detect.replay import backtest as run_backtest
-    from ..store import open_store
+    from ..store.location import is_url, open_location
 
-    if not Path(db_path).exists():
+    if not is_url(db_path) and not Path(db_path).exists():
         fail(f"{db_path}: no such store", 2)
     window = _duration(since)
     ruleset = _load(config_path, rule_dirs, variables, no_builtin)
     selected = _selected(ruleset, rule_id) if rule_id else list(ruleset.rules)
     end = datetime.now(UTC).replace(tzinfo=None)
     start = end - window
-    with open_store(db_path, read_only=True) as store:
+    store = open_location(db_path, read_only=True)
+    try:
         results = run_backtest(store, selected, start, end)
+    finally:
+        store.close()
     if output_format == "json":
         for r in results:
             print_json(

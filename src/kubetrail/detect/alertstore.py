@@ -7,6 +7,11 @@ nothing; each sink's delivery state is kept next to the alert.
 
 Times are stored as naive UTC (like every time in the store) and returned as aware UTC.
 Every value travels as a bound parameter.
+
+Both engines keep alerts. The embedded store updates rows in place; on ClickHouse a change is
+a new version of the whole row in a ``ReplacingMergeTree`` keyed by id, and reads use
+``FINAL``, so the newest version is the one seen. Each writer folds matches under a lock of its
+process; two collectors raising the same key at the same moment may each open an alert.
 """
 
 from __future__ import annotations
@@ -57,6 +62,36 @@ CREATE TABLE IF NOT EXISTS alert_deliveries (
     updated_at TIMESTAMP NOT NULL,
     PRIMARY KEY (alert_id, sink)
 )"""
+
+_CH_ALERTS_DDL = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id String,
+    rule String,
+    title String,
+    severity LowCardinality(String),
+    tags Array(String),
+    cluster LowCardinality(String),
+    key String,
+    message String,
+    status LowCardinality(String),
+    first_seen DateTime64(6, 'UTC'),
+    last_seen DateTime64(6, 'UTC'),
+    count Int64,
+    audit_ids Array(String),
+    acknowledged_by Nullable(String),
+    resolved_by Nullable(String),
+    updated_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(updated_at) ORDER BY id"""
+
+_CH_DELIVERIES_DDL = """
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    alert_id String,
+    sink String,
+    state LowCardinality(String),
+    attempts Int32,
+    last_error Nullable(String),
+    updated_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (alert_id, sink)"""
 
 _COLUMNS = (
     "id, rule, title, severity, tags, cluster, key, message, status, first_seen, last_seen, "
@@ -142,9 +177,47 @@ def ensure_tables(store: Store) -> None:
     """Create the alert tables in ``store`` if they are missing (once per store object)."""
     if store in _READY:
         return
-    store.query(_ALERTS_DDL)
-    store.query(_DELIVERIES_DDL)
+    if _on_clickhouse(store):
+        for ddl in (_CH_ALERTS_DDL, _CH_DELIVERIES_DDL):
+            store.command(ddl)  # type: ignore[attr-defined]
+    else:
+        store.query(_ALERTS_DDL)
+        store.query(_DELIVERIES_DDL)
     _READY.add(store)
+
+
+def _on_clickhouse(store: Store) -> bool:
+    return getattr(store, "dialect", "duckdb") == "clickhouse"
+
+
+def _table(store: Store, name: str) -> str:
+    """``alerts`` or ``alerts FINAL``: on ClickHouse only the newest version of a row counts."""
+    return f"{name} FINAL" if _on_clickhouse(store) else name
+
+
+def _contains(store: Store, column: str) -> str:
+    """``column`` is one of the list given as the next parameter."""
+    return f"has(?, {column})" if _on_clickhouse(store) else f"list_contains(?, {column})"
+
+
+def _put_rows(store: Store, table: str, rows: list[dict[str, Any]]) -> None:
+    """Write whole rows: new ones, or new versions of stored ones (same key)."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    if _on_clickhouse(store):
+        values = [[_aware(r[c]) for c in columns] for r in rows]
+        store.insert_rows(table, columns, values)  # type: ignore[attr-defined]
+        return
+    lists = {"tags", "audit_ids"}
+    selects = ", ".join(
+        "unnest(?, max_depth := 1)" if c in lists else "unnest(?)" for c in columns
+    )
+    store.query(
+        f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) SELECT {selects} "
+        f"RETURNING {columns[0]}",
+        [[r[c] for r in rows] for c in columns],
+    )
 
 
 def record_alert(
@@ -183,49 +256,21 @@ def record_alert(
     """
     if severity not in SEVERITIES:
         raise UsageError(f"unknown severity '{severity}'; use one of {', '.join(SEVERITIES)}")
-    ensure_tables(store)
-    when = _naive(time)
-    n = len(audit_ids) if count is None else count
-    ids = list(dict.fromkeys(audit_ids))[:MAX_AUDIT_IDS]
-    with _WRITE_LOCK:
-        rows = store.query(
-            "SELECT id, audit_ids FROM alerts WHERE rule = ? AND cluster = ? AND key = ? "
-            "AND status <> 'resolved' AND last_seen >= ? ORDER BY last_seen DESC LIMIT 1",
-            [rule, cluster, key, when - cooldown],
-        ).to_pylist()
-        now = _naive(datetime.now(UTC))
-        if rows:
-            alert_id = rows[0]["id"]
-            merged = list(dict.fromkeys([*rows[0]["audit_ids"], *ids]))[:MAX_AUDIT_IDS]
-            store.query(
-                "UPDATE alerts SET count = count + ?, last_seen = greatest(last_seen, ?), "
-                "first_seen = least(first_seen, ?), audit_ids = ?, updated_at = ? "
-                "WHERE id = ? RETURNING id",
-                [n, when, when, merged, now, alert_id],
-            )
-            new = False
-        else:
-            alert_id = uuid.uuid4().hex
-            store.query(
-                "INSERT INTO alerts VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, NULL, NULL, ?) RETURNING id",
-                [
-                    alert_id,
-                    rule,
-                    title,
-                    severity,
-                    list(tags),
-                    cluster,
-                    key,
-                    message,
-                    when,
-                    when,
-                    n,
-                    ids,
-                    now,
-                ],
-            )
-            new = True
+    item = NewMatch(
+        rule=rule,
+        title=title,
+        severity=severity,
+        tags=tuple(tags),
+        cluster=cluster,
+        key=key,
+        message=message,
+        first=time,
+        last=time,
+        audit_ids=tuple(audit_ids),
+        count=len(audit_ids) if count is None else count,
+        cooldown=cooldown,
+    )
+    ((alert_id, new),) = _fold(store, [item])
     alert = get_alert(store, alert_id)
     assert alert is not None
     return alert, new
@@ -260,82 +305,84 @@ def record_many(store: Store, items: Sequence[NewMatch]) -> list[StoredAlert]:
     """
     if not items:
         return []
-    ensure_tables(store)
-    keys = [_key(i.rule, i.cluster, i.key) for i in items]
-    with _WRITE_LOCK:
-        found = store.query(
-            "SELECT id, rule, cluster, key, last_seen, audit_ids, count FROM alerts "
-            "WHERE status <> 'resolved' AND list_contains(?, rule || chr(31) || cluster "
-            "|| chr(31) || key) ORDER BY last_seen",
-            [keys],
-        ).to_pylist()
-        open_by_key = {_key(r["rule"], r["cluster"], r["key"]): r for r in found}
-        now = _naive(datetime.now(UTC))
-        updates: dict[str, list[Any]] = {k: [] for k in ("id", "n", "first", "last", "ids")}
-        inserts: list[NewMatch] = []
-        for item, key in zip(items, keys, strict=True):
-            current = open_by_key.get(key)
-            first, last = _naive(item.first), _naive(item.last)
-            if current is not None and current["last_seen"] >= first - item.cooldown:
-                merged = list(dict.fromkeys([*current["audit_ids"], *item.audit_ids]))
-                count = current["count"] + item.count
-                if item.fold == "max":
-                    count = max(current["count"], item.count)
-                updates["id"].append(current["id"])
-                updates["n"].append(count)
-                updates["first"].append(first)
-                updates["last"].append(last)
-                updates["ids"].append(merged[:MAX_AUDIT_IDS])
-            else:
-                inserts.append(item)
-        if updates["id"]:
-            store.query(
-                "UPDATE alerts SET count = u.n, first_seen = least(alerts.first_seen, u.f), "
-                "last_seen = greatest(alerts.last_seen, u.l), audit_ids = u.ids, updated_at = ? "
-                "FROM (SELECT unnest(?) AS id, unnest(?) AS n, unnest(?) AS f, unnest(?) AS l, "
-                "unnest(?, max_depth := 1) AS ids) AS u WHERE alerts.id = u.id RETURNING alerts.id",
-                [
-                    now,
-                    updates["id"],
-                    updates["n"],
-                    updates["first"],
-                    updates["last"],
-                    updates["ids"],
-                ],
-            )
-        new_ids = [uuid.uuid4().hex for _ in inserts]
-        if inserts:
-            cols = {
-                "id": new_ids,
-                "rule": [i.rule for i in inserts],
-                "title": [i.title for i in inserts],
-                "severity": [i.severity for i in inserts],
-                "tags": [list(i.tags) for i in inserts],
-                "cluster": [i.cluster for i in inserts],
-                "key": [i.key for i in inserts],
-                "message": [i.message for i in inserts],
-                "first": [_naive(i.first) for i in inserts],
-                "last": [_naive(i.last) for i in inserts],
-                "count": [i.count for i in inserts],
-                "ids": [list(dict.fromkeys(i.audit_ids))[:MAX_AUDIT_IDS] for i in inserts],
-            }
-            store.query(
-                "INSERT INTO alerts SELECT unnest(?), unnest(?), unnest(?), unnest(?), "
-                "unnest(?, max_depth := 1), unnest(?), unnest(?), unnest(?), 'open', unnest(?), "
-                "unnest(?), unnest(?), unnest(?, max_depth := 1), NULL, NULL, ? RETURNING id",
-                [*cols.values(), now],
-            )
+    new_ids = [alert_id for alert_id, new in _fold(store, items) if new]
     if not new_ids:
         return []
     rows = store.query(
-        f"SELECT {_COLUMNS} FROM alerts WHERE list_contains(?, id) ORDER BY first_seen, id",
+        f"SELECT {_COLUMNS} FROM {_table(store, 'alerts')} WHERE {_contains(store, 'id')} "
+        "ORDER BY first_seen, id",
         [new_ids],
     ).to_pylist()
     return [_alert(r, ()) for r in rows]
 
 
+def _fold(store: Store, items: Sequence[NewMatch]) -> list[tuple[str, bool]]:
+    """Fold each item into its open alert or raise a new one; ``(alert id, new)`` per item."""
+    ensure_tables(store)
+    keys = [_key(i.rule, i.cluster, i.key) for i in items]
+    with _WRITE_LOCK:
+        found = store.query(
+            f"SELECT {_COLUMNS} FROM {_table(store, 'alerts')} WHERE status <> 'resolved' AND "
+            + _contains(store, "concat(rule, ?, cluster, ?, key)")
+            + " ORDER BY last_seen",
+            [keys, _SEP, _SEP],
+        ).to_pylist()
+        open_by_key = {_key(r["rule"], r["cluster"], r["key"]): r for r in found}
+        now = _naive(datetime.now(UTC))
+        rows: list[dict[str, Any]] = []
+        out: list[tuple[str, bool]] = []
+        for item, key in zip(items, keys, strict=True):
+            current = open_by_key.get(key)
+            first, last = _naive(item.first), _naive(item.last)
+            ids = list(dict.fromkeys(item.audit_ids))
+            if current is not None and current["last_seen"] >= first - item.cooldown:
+                count = current["count"] + item.count
+                if item.fold == "max":
+                    count = max(current["count"], item.count)
+                row = {
+                    **current,
+                    "count": count,
+                    "first_seen": min(current["first_seen"], first),
+                    "last_seen": max(current["last_seen"], last),
+                    "audit_ids": list(dict.fromkeys([*(current["audit_ids"] or ()), *ids]))[
+                        :MAX_AUDIT_IDS
+                    ],
+                }
+                out.append((row["id"], False))
+            else:
+                if item.severity not in SEVERITIES:
+                    raise UsageError(
+                        f"unknown severity '{item.severity}'; use one of {', '.join(SEVERITIES)}"
+                    )
+                row = {
+                    "id": uuid.uuid4().hex,
+                    "rule": item.rule,
+                    "title": item.title,
+                    "severity": item.severity,
+                    "tags": list(item.tags),
+                    "cluster": item.cluster,
+                    "key": item.key,
+                    "message": item.message,
+                    "status": "open",
+                    "first_seen": first,
+                    "last_seen": last,
+                    "count": item.count,
+                    "audit_ids": ids[:MAX_AUDIT_IDS],
+                    "acknowledged_by": None,
+                    "resolved_by": None,
+                }
+                out.append((row["id"], True))
+            open_by_key[key] = row  # a later item of the same key folds into this one
+            rows.append({**row, "updated_at": now})
+        _put_rows(store, "alerts", list({r["id"]: r for r in rows}.values()))
+    return out
+
+
+_SEP = "\x1f"
+
+
 def _key(rule: str, cluster: str, key: str) -> str:
-    return f"{rule}\x1f{cluster}\x1f{key}"
+    return f"{rule}{_SEP}{cluster}{_SEP}{key}"
 
 
 def list_alerts(
@@ -358,7 +405,7 @@ def list_alerts(
     if status is not None and status not in STATUSES:
         raise UsageError(f"unknown status '{status}'; use one of {', '.join(STATUSES)}")
     ensure_tables(store)
-    where, params = ["TRUE"], []
+    where, params = ["1 = 1"], []
     if since is not None:
         where.append("last_seen >= ?")
         params.append(_naive(since))
@@ -368,10 +415,9 @@ def list_alerts(
     if cluster is not None:
         where.append("cluster = ?")
         params.append(cluster)
-    params.append(max(0, int(limit)))
     rows = store.query(
-        f"SELECT {_COLUMNS} FROM alerts WHERE {' AND '.join(where)} "
-        "ORDER BY last_seen DESC, id LIMIT ?",
+        f"SELECT {_COLUMNS} FROM {_table(store, 'alerts')} WHERE {' AND '.join(where)} "
+        f"ORDER BY last_seen DESC, id LIMIT {max(0, int(limit))}",
         params,
     ).to_pylist()
     return _with_deliveries(store, rows)
@@ -380,7 +426,9 @@ def list_alerts(
 def get_alert(store: Store, alert_id: str) -> StoredAlert | None:
     """The alert with this id, or ``None``."""
     ensure_tables(store)
-    rows = store.query(f"SELECT {_COLUMNS} FROM alerts WHERE id = ?", [alert_id]).to_pylist()
+    rows = store.query(
+        f"SELECT {_COLUMNS} FROM {_table(store, 'alerts')} WHERE id = ?", [alert_id]
+    ).to_pylist()
     alerts = _with_deliveries(store, rows)
     return alerts[0] if alerts else None
 
@@ -395,22 +443,21 @@ def set_status(store: Store, alert_id: str, status: str, by: str) -> StoredAlert
     if status not in STATUSES:
         raise UsageError(f"unknown status '{status}'; use one of {', '.join(STATUSES)}")
     ensure_tables(store)
-    now = _naive(datetime.now(UTC))
-    assignments = {
-        "open": "acknowledged_by = NULL, resolved_by = NULL",
-        "acknowledged": "acknowledged_by = ?, resolved_by = NULL",
-        "resolved": "resolved_by = ?",
-    }[status]
-    params: list[Any] = [status]
-    if status != "open":
-        params.append(by)
-    params += [now, alert_id]
     with _WRITE_LOCK:
-        rows = store.query(
-            f"UPDATE alerts SET status = ?, {assignments}, updated_at = ? WHERE id = ? "
-            "RETURNING id",
-            params,
-        ).num_rows
+        found = store.query(
+            f"SELECT {_COLUMNS} FROM {_table(store, 'alerts')} WHERE id = ?", [alert_id]
+        ).to_pylist()
+        if found:
+            row = dict(found[0])
+            row["status"] = status
+            if status == "open":
+                row["acknowledged_by"] = row["resolved_by"] = None
+            elif status == "acknowledged":
+                row["acknowledged_by"], row["resolved_by"] = by, None
+            else:
+                row["resolved_by"] = by
+            _put_rows(store, "alerts", [{**row, "updated_at": _naive(datetime.now(UTC))}])
+    rows = len(found)
     if not rows:
         raise KeyError(alert_id)
     alert = get_alert(store, alert_id)
@@ -423,15 +470,16 @@ def set_delivery(
 ) -> None:
     """Record the state of an alert at one sink (``pending``, ``delivered``, ``failed``)."""
     ensure_tables(store)
-    now = _naive(datetime.now(UTC))
+    row = {
+        "alert_id": alert_id,
+        "sink": sink,
+        "state": state,
+        "attempts": attempts,
+        "last_error": error,
+        "updated_at": _naive(datetime.now(UTC)),
+    }
     with _WRITE_LOCK:
-        store.query(
-            "INSERT INTO alert_deliveries VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (alert_id, sink) DO UPDATE SET state = excluded.state, "
-            "attempts = excluded.attempts, last_error = excluded.last_error, "
-            "updated_at = excluded.updated_at RETURNING alert_id",
-            [alert_id, sink, state, attempts, error, now],
-        )
+        _put_rows(store, "alert_deliveries", [row])
 
 
 def _with_deliveries(store: Store, rows: list[dict[str, Any]]) -> list[StoredAlert]:
@@ -439,8 +487,9 @@ def _with_deliveries(store: Store, rows: list[dict[str, Any]]) -> list[StoredAle
         return []
     ids = [r["id"] for r in rows]
     found = store.query(
-        "SELECT alert_id, sink, state, attempts, last_error FROM alert_deliveries "
-        "WHERE list_contains(?, alert_id) ORDER BY alert_id, sink",
+        "SELECT alert_id, sink, state, attempts, last_error "
+        f"FROM {_table(store, 'alert_deliveries')} WHERE {_contains(store, 'alert_id')} "
+        "ORDER BY alert_id, sink",
         [ids],
     ).to_pylist()
     by_alert: dict[str, list[Delivery]] = {}
@@ -457,7 +506,7 @@ def _alert(row: dict[str, Any], deliveries: tuple[Delivery, ...]) -> StoredAlert
         rule=row["rule"],
         title=row["title"],
         severity=row["severity"],
-        tags=tuple(row["tags"]),
+        tags=tuple(row["tags"] or ()),  # ClickHouse reads an empty list back as NULL
         cluster=row["cluster"],
         key=row["key"],
         message=row["message"],
@@ -465,11 +514,18 @@ def _alert(row: dict[str, Any], deliveries: tuple[Delivery, ...]) -> StoredAlert
         first_seen=row["first_seen"].replace(tzinfo=UTC),
         last_seen=row["last_seen"].replace(tzinfo=UTC),
         count=int(row["count"]),
-        audit_ids=tuple(row["audit_ids"]),
+        audit_ids=tuple(row["audit_ids"] or ()),
         acknowledged_by=row["acknowledged_by"],
         resolved_by=row["resolved_by"],
         deliveries=deliveries,
     )
+
+
+def _aware(value: Any) -> Any:
+    """Naive-UTC datetimes made aware (what the ClickHouse client expects); others as they are."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 def _naive(t: datetime) -> datetime:

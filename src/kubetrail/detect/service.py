@@ -21,8 +21,8 @@ log = logging.getLogger("kubetrail.detect")
 
 
 def supports(store: Store) -> bool:
-    """Whether alerts can be stored in this store (the embedded DuckDB store, for now)."""
-    return getattr(store, "dialect", "") == "duckdb"
+    """Whether alerts can be stored in this store (both engines keep them; see alertstore)."""
+    return getattr(store, "dialect", "") in ("duckdb", "clickhouse")
 
 
 class DetectionService:

@@ -332,6 +332,28 @@ class ClickHouseStore:
         with _translated("optimize failed"):
             self._client.command(f"OPTIMIZE TABLE {self.database}.{table}{on} FINAL")
 
+    def command(self, sql: str) -> None:
+        """Run a statement that returns no rows (the alert tables' DDL, ``kubetrail.detect``).
+
+        Raises:
+            StoreError: the server refused it.
+        """
+        with _translated("statement failed"):
+            self._client.command(sql)
+
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert plain rows into one of the store's own tables (alerts, their deliveries).
+
+        Raises:
+            StoreError: a bad table name, or the server refused the rows.
+        """
+        if not _NAME.fullmatch(table):
+            raise StoreError(f"'{table}' is not a table name")
+        with _translated(f"insert into {table} failed"):
+            self._client.insert(table, [list(r) for r in rows], column_names=list(columns))
+
     def close(self) -> None:
         """Close the HTTP connections (the data is already on the server)."""
         self._client.close()

@@ -92,6 +92,10 @@ def empty_arrow(columns: Sequence[tuple[str, str]]) -> pa.Table:
 
 
 def _param_type(value: Any) -> str:
+    if value is None:
+        return "Nullable(String)"
+    if isinstance(value, list | tuple):
+        return "Array(String)"  # the lists bound here are lists of names and ids
     if isinstance(value, bool):
         return "Bool"
     if isinstance(value, int):
@@ -119,7 +123,8 @@ def bind_positional(sql: str, params: Sequence[Any]) -> tuple[str, dict[str, Any
         tree = sqlglot.parse_one(sql, read="clickhouse")
     except sqlglot.errors.ParseError as exc:
         raise StoreError(f"cannot bind parameters: {exc}") from exc
-    holes = [p for p in tree.find_all(exp.Placeholder) if p.this is None]
+    # Depth-first is the order of the text (breadth-first would bind `a = ? AND b = ?` crosswise).
+    holes = [p for p in tree.find_all(exp.Placeholder, bfs=False) if p.this is None]
     if len(holes) != len(params):
         raise StoreError(f"{len(holes)} placeholders, {len(params)} parameters")
     named: dict[str, Any] = {}

@@ -73,7 +73,7 @@ def create_app(
                 detections = DetectionService(detect, opened, metrics.registry)
                 detections.start()
             else:
-                log.warning("detections are off: alerts are stored in the embedded store only")
+                log.warning("detections are off: this store cannot keep alerts")
         app.state.detections = detections
         writer = BatchWriter(
             opened, quarantine, own, on_commit=detections.submit if detections else None

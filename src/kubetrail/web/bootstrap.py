@@ -119,7 +119,7 @@ def _demo_detector(store: Any, detect: DetectConfig | None) -> Any:
     from ..detect.service import supports
 
     if not supports(store):
-        return None  # alerts live in the embedded store only
+        return None  # a store that cannot keep alerts
 
     ruleset = load_ruleset(
         detect.rule_dirs,
