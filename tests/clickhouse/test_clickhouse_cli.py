@@ -110,3 +110,13 @@ def test_migrate_moves_every_event(tmp_path: Path, clickhouse_url: str) -> None:
 def test_migrate_usage_errors() -> None:
     out = CliRunner().invoke(migrate, ["--from", "sqlite:x", "--to", "clickhouse://h/db"])
     assert out.exit_code == 2 and "bad store" in out.output
+
+
+def test_store_init_prints_the_alert_tables_for_a_cluster() -> None:
+    out = CliRunner().invoke(store_group, ["init", "--cluster", "prod", "--print"])
+    assert out.exit_code == 0, out.output
+    assert "CREATE TABLE IF NOT EXISTS `kubetrail`.alerts ON CLUSTER `prod`" in out.output
+    assert (
+        "ReplicatedReplacingMergeTree('/clickhouse/tables/{database}/alert_deliveries', "
+        "'{replica}', updated_at)" in out.output
+    )

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ..detect.alertstore import clickhouse_ddl
 from ..store.clickhouse_schema import schema_ddl
 from ..store.factory import StoreConfig, open_configured_store
 from .options import handle_errors
@@ -76,8 +77,9 @@ def init(
         open_configured_store(StoreConfig(engine="duckdb", path=db_path)).close()
         click.echo(f"initialised {db_path}")
         return
+    alert_tables = clickhouse_ddl(database, cluster)
     if print_only:
-        for statement in schema_ddl(database, cluster=cluster, retention=days):
+        for statement in [*schema_ddl(database, cluster=cluster, retention=days), *alert_tables]:
             click.echo(statement + ";\n")
         return
     config = StoreConfig(
@@ -90,8 +92,12 @@ def init(
         retention=days,
     )
     opened = open_configured_store(config)
-    if days:  # also for a store that exists already
-        opened.set_retention(days)  # type: ignore[attr-defined]
-    opened.close()
+    try:
+        if days:  # also for a store that exists already
+            opened.set_retention(days)  # type: ignore[attr-defined]
+        for statement in alert_tables:
+            opened.command(statement)  # type: ignore[attr-defined]
+    finally:
+        opened.close()
     where = f" on cluster {cluster}" if cluster else ""
     click.echo(json.dumps({"initialised": f"{url}/{database}{where}"}))

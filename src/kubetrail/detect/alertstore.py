@@ -16,6 +16,7 @@ process; two collectors raising the same key at the same moment may each open an
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 import weakref
@@ -63,8 +64,7 @@ CREATE TABLE IF NOT EXISTS alert_deliveries (
     PRIMARY KEY (alert_id, sink)
 )"""
 
-_CH_ALERTS_DDL = """
-CREATE TABLE IF NOT EXISTS alerts (
+_CH_ALERTS_COLUMNS = """
     id String,
     rule String,
     title String,
@@ -80,18 +80,52 @@ CREATE TABLE IF NOT EXISTS alerts (
     audit_ids Array(String),
     acknowledged_by Nullable(String),
     resolved_by Nullable(String),
-    updated_at DateTime64(6, 'UTC')
-) ENGINE = ReplacingMergeTree(updated_at) ORDER BY id"""
+    updated_at DateTime64(6, 'UTC')"""
 
-_CH_DELIVERIES_DDL = """
-CREATE TABLE IF NOT EXISTS alert_deliveries (
+_CH_DELIVERIES_COLUMNS = """
     alert_id String,
     sink String,
     state LowCardinality(String),
     attempts Int32,
     last_error Nullable(String),
-    updated_at DateTime64(6, 'UTC')
-) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (alert_id, sink)"""
+    updated_at DateTime64(6, 'UTC')"""
+
+_CH_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
+def clickhouse_ddl(database: str | None = None, cluster: str | None = None) -> list[str]:
+    """The alert tables on ClickHouse (``kubetrail store init`` prints and runs these too).
+
+    Without ``cluster`` they are plain ``ReplacingMergeTree`` tables (in the connection's
+    database unless ``database`` is given). With a ``cluster`` they are created ``ON CLUSTER``
+    as ``ReplicatedReplacingMergeTree`` in one replication group over every node, like the
+    store's ``meta`` table: alerts are few, and every node then answers for all of them.
+
+    Raises:
+        UsageError: a database or cluster name outside ``[A-Za-z0-9_]``.
+    """
+    for name in (database, cluster):
+        if name is not None and not _CH_NAME.fullmatch(name):
+            raise UsageError(f"'{name}': ClickHouse database and cluster names are [A-Za-z0-9_]")
+    prefix = f"`{database}`." if database else ""
+    on = f" ON CLUSTER `{cluster}`" if cluster else ""
+    out = []
+    for table, columns, order in (
+        ("alerts", _CH_ALERTS_COLUMNS, "id"),
+        ("alert_deliveries", _CH_DELIVERIES_COLUMNS, "(alert_id, sink)"),
+    ):
+        engine = (
+            f"ReplicatedReplacingMergeTree('/clickhouse/tables/{{database}}/{table}', "
+            "'{replica}', updated_at)"
+            if cluster
+            else "ReplacingMergeTree(updated_at)"
+        )
+        out.append(
+            f"CREATE TABLE IF NOT EXISTS {prefix}{table}{on} ({columns}\n) "
+            f"ENGINE = {engine} ORDER BY {order}"
+        )
+    return out
+
 
 _COLUMNS = (
     "id, rule, title, severity, tags, cluster, key, message, status, first_seen, last_seen, "
@@ -178,7 +212,7 @@ def ensure_tables(store: Store) -> None:
     if store in _READY:
         return
     if _on_clickhouse(store):
-        for ddl in (_CH_ALERTS_DDL, _CH_DELIVERIES_DDL):
+        for ddl in clickhouse_ddl():
             store.command(ddl)  # type: ignore[attr-defined]
     else:
         store.query(_ALERTS_DDL)
