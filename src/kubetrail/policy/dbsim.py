@@ -21,6 +21,7 @@ from kubetrail.policy.compile import rule_index_query
 from kubetrail.policy.model import Policy
 from kubetrail.policy.request import Request
 from kubetrail.policy.simulate import Tally
+from kubetrail.query.dialects import DIALECTS
 
 _TIME = "COALESCE(stage_time, request_received)"
 _BYTES = "strlen(raw)"
@@ -52,16 +53,16 @@ def parse_since(text: str) -> timedelta:
 
 
 def _byte_lengths(tree: exp.Expr, dialect: str) -> exp.Expr:
-    """The templates use DuckDB's ``strlen`` (bytes); ClickHouse's ``length`` counts bytes."""
-    if dialect != "clickhouse":
-        return tree
+    """The templates are written with DuckDB's ``strlen`` (bytes): each becomes the target
+    dialect's byte length."""
+    target = DIALECTS[dialect]()
 
-    def rename(node: exp.Expr) -> exp.Expr:
+    def swap(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Anonymous) and str(node.this).lower() == "strlen":
-            return exp.Anonymous(this="length", expressions=node.expressions)
+            return target.byte_length(node.expressions[0])
         return node
 
-    return tree.transform(rename)
+    return tree.transform(swap)
 
 
 def _const(sql: str, alias: str) -> exp.Expr:

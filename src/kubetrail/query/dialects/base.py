@@ -77,3 +77,7 @@ class Dialect:
 
     def array_length(self, array: exp.Expression) -> exp.Expression:
         raise NotImplementedError
+
+    def byte_length(self, text: exp.Expression) -> exp.Expression:
+        """The size of a string in bytes (UTF-8), not in characters."""
+        raise NotImplementedError

@@ -60,6 +60,9 @@ class ClickHouse(Dialect):
     def array_length(self, array: exp.Expression) -> exp.Expression:
         return _call("length", array)
 
+    def byte_length(self, text: exp.Expression) -> exp.Expression:
+        return _call("length", text)  # bytes; lengthUTF8 counts characters
+
     def json_text(self, raw: exp.Expression, steps: tuple[JsonStep, ...]) -> exp.Expression:
         return _text(raw, list(steps))
 

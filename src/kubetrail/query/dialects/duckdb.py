@@ -41,6 +41,9 @@ class DuckDB(Dialect):
     def array_length(self, array: exp.Expression) -> exp.Expression:
         return exp.Anonymous(this="len", expressions=[array])
 
+    def byte_length(self, text: exp.Expression) -> exp.Expression:
+        return exp.Anonymous(this="strlen", expressions=[text])  # bytes; length counts characters
+
     def json_text(self, raw: exp.Expression, steps: tuple[JsonStep, ...]) -> exp.Expression:
         path = exp.Literal.string(_json_path(steps))
         return exp.Anonymous(this="json_extract_string", expressions=[raw, path])
