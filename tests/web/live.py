@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,21 @@ def assert_error(response: httpx.Response, status: int) -> dict[str, Any]:
     assert isinstance(body["error"], str) and body["error"]
     assert isinstance(body["errors"], list) and body["errors"]
     return body
+
+
+def cluster_metric(url: str, name: str, cluster: str = "prod") -> float:
+    """The value of one per-cluster series of the server's /metrics (0 when absent)."""
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(f'{name}{{cluster="{cluster}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def wait_for(predicate: Any, seconds: float = 30.0) -> None:
+    """Poll ``predicate`` every 50 ms until it holds; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")

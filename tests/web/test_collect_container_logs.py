@@ -5,12 +5,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from live import AUTH, PATH, PROD_TOKEN, assert_error
+from live import AUTH, PATH, PROD_TOKEN, assert_error, cluster_metric, wait_for
 
 from containerlogs import PodLogs, Wrapper
 from testdata import EVENT_FILES
@@ -18,21 +17,9 @@ from testdata import EVENT_FILES
 EVENTS = [line for p in EVENT_FILES for line in p.read_bytes().splitlines() if line.strip()]
 
 
-def metric(url: str, name: str) -> float:
-    for line in httpx.get(url + "/metrics").text.splitlines():
-        if line.startswith(f'{name}{{cluster="prod"}}'):
-            return float(line.split()[-1])
-    return 0.0
 
 
-def wait_for(predicate: Any, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
+NOT_AUDIT = "kubetrail_ingest_lines_not_audit_total"
 
 def test_collect_container_logs_across_rotation_and_pod_restart(
     start_server: Any, tmp_path: Path
@@ -48,22 +35,22 @@ def test_collect_container_logs_across_rotation_and_pod_restart(
         )
     try:
         stored = "kubetrail_ingest_events_received_total"
-        wait_for(lambda: metric(live.url, stored) >= 50)
+        wait_for(lambda: cluster_metric(live.url, stored) >= 50)
         logs.write(30)
         logs.rotate()
         logs.write(20)
         logs.restart()
         logs.write(25)
-        wait_for(lambda: metric(live.url, stored) >= 125)
-        wait_for(lambda: metric(live.url, "kubetrail_ingest_lines_not_audit_total") >= logs.noise)
-        assert metric(live.url, "kubetrail_ingest_lines_not_audit_total") == logs.noise
+        wait_for(lambda: cluster_metric(live.url, stored) >= 125)
+        wait_for(lambda: cluster_metric(live.url, NOT_AUDIT) >= logs.noise)
+        assert cluster_metric(live.url, NOT_AUDIT) == logs.noise
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
-    assert metric(live.url, stored) == 125
+    assert cluster_metric(live.url, stored) == 125
     assert "skipped" in (tmp_path / "collect.log").read_text()
 
 
@@ -75,4 +62,4 @@ def test_a_bad_not_audit_header_is_refused(start_server: Any) -> None:
     headers["X-Kubetrail-Not-Audit"] = "4"
     response = httpx.post(live.url + PATH, content=EVENTS[0], headers=headers)
     assert response.status_code == 200
-    assert metric(live.url, "kubetrail_ingest_lines_not_audit_total") == 4
+    assert cluster_metric(live.url, NOT_AUDIT) == 4

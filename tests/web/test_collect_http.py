@@ -12,9 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from live import PROD_TOKEN, base_config, free_port
+from live import PROD_TOKEN, base_config, cluster_metric, free_port, wait_for
 
 from kubetrail.config import TLSConfig
 from kubetrail.demo import generate_events
@@ -65,20 +64,9 @@ def collector(tmp_path: Path) -> Iterator[Any]:
             proc.wait(10)
 
 
-def stored_via_metrics(url: str) -> float:
-    for line in httpx.get(url + "/metrics").text.splitlines():
-        if line.startswith('kubetrail_ingest_events_stored_total{cluster="prod"}'):
-            return float(line.split()[-1])
-    return 0.0
 
 
-def wait_for(predicate: Any, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+STORED = "kubetrail_ingest_events_stored_total"
 
 
 def test_collect_to_server_across_rotation(
@@ -99,11 +87,11 @@ def test_collect_to_server_across_rotation(
         "--poll",
         "0.05",
     )
-    wait_for(lambda: stored_via_metrics(live.url) >= 300)
+    wait_for(lambda: cluster_metric(live.url, STORED) >= 300)
     lines.write(150)
     lines.rotate()
     lines.write(70)
-    wait_for(lambda: stored_via_metrics(live.url) >= 520)
+    wait_for(lambda: cluster_metric(live.url, STORED) >= 520)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
     assert live.count("prod") == 520
@@ -134,7 +122,7 @@ def test_unreachable_server_then_recovery(
     assert not (tmp_path / "ckpt.json").exists()  # position kept: nothing acknowledged
     live = start_server(port=port)
     lines.write(50)
-    wait_for(lambda: stored_via_metrics(live.url) >= 300)
+    wait_for(lambda: cluster_metric(live.url, STORED) >= 300)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
     assert live.count("prod") == 300
