@@ -3,7 +3,7 @@
 1. **Throughput.** The same demo file is ingested into a fresh store without detections and
    with the whole enabled rule pack (``ingest_paths(..., detector=...)``, what
    ``kubetrail ingest --detect`` runs), interleaved, ``--runs`` times each; medians. The ratio
-   is with/without. The engine's own speed is measured apart, on batches of 49,152 events
+   is with/without. The engine's own speed is measured apart, on ingest-sized batches
    already decoded in memory (scan + storing alerts, nothing else running), so that it is not
    mixed up with the ingest threads it overlaps with.
 2. **Latency.** ``kubetrail serve`` (a child process) with an Alertmanager sink, and a real
@@ -33,31 +33,11 @@ from pathlib import Path
 
 import httpx
 
+from ingest_bench import ensure_data
 from kubetrail.detect.detector import Detector
 from kubetrail.detect.loader import load_ruleset
-from kubetrail.pipeline import ingest_paths
+from kubetrail.pipeline import BATCH_RECORDS, ingest_paths
 from kubetrail.store import INGEST_SETTINGS, open_store
-
-
-def _generate(path: Path, events: int) -> None:
-    if path.exists() and path.stat().st_size > 0:
-        return
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kubetrail",
-            "demo",
-            "generate",
-            "--events",
-            str(events),
-            "--seed",
-            "6",
-            "--output",
-            str(path),
-        ],
-        check=True,
-    )
 
 
 class _TimedDetector:
@@ -106,7 +86,6 @@ def engine_alone(path: Path, batches: int = 8) -> float:
     from itertools import islice
 
     from kubetrail.model.normalize import normalize_records
-    from kubetrail.pipeline import BATCH_RECORDS
     from kubetrail.sources.files import iter_records
 
     records = iter_records(path)
@@ -145,7 +124,8 @@ def throughput(path: Path, work: Path, runs: int) -> None:
     print(f"| without detections | {p:,.0f} | 1.00 |")
     print(f"| with the rule pack | {d:,.0f} | {d / p:.2f} |")
     print(
-        f"\nengine alone (scan + store alerts, 49,152-event batches): {engine:,.0f} events/s; "
+        f"\nengine alone (scan + store alerts, {BATCH_RECORDS:,}-event batches): "
+        f"{engine:,.0f} events/s; "
         f"cost of detections: {100 * (1 - d / p):.0f} % of ingest throughput"
     )
 
@@ -295,14 +275,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--trials", type=int, default=200)
-    parser.add_argument("--file", type=Path, help="Demo file to use (generated if missing).")
+    parser.add_argument(
+        "--file", type=Path, help="Demo file to use [default: one generated for this run]."
+    )
     parser.add_argument("--only", choices=["throughput", "latency"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kubetrail-detect-bench-") as tmp:
         work = Path(tmp)
         if args.only != "latency":
-            path = args.file or work / f"demo-{args.events}.jsonl"
-            _generate(path, args.events)
+            path = args.file or ensure_data(work, args.events, seed=6)
             throughput(path, work, args.runs)
         if args.only != "throughput":
             latency(work, args.trials)
