@@ -53,16 +53,6 @@ def prepare(workdir: Path, n: int) -> tuple[Path, Path]:
     return events, db
 
 
-def median_ms(func: Callable[[], object], repeat: int) -> float:
-    func()  # warm up (file cache, DuckDB buffers)
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
-
-
 def paired_median_ms(
     first: Callable[[], object], second: Callable[[], object], repeat: int
 ) -> tuple[float, float]:

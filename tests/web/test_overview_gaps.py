@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from kubetrail.demo import generate_events
 from kubetrail.pipeline import ingest_paths
-from kubetrail.store import open_store
+from kubetrail.store import DuckDBStore, open_store
 from kubetrail.web.queries import TimeRange
 from kubetrail.web.ui_pages import _gaps
 
@@ -15,21 +18,22 @@ END = datetime(2026, 1, 1, tzinfo=UTC)
 SPAN = timedelta(minutes=30)
 
 
-def _store(tmp_path: Path):  # type: ignore[no-untyped-def]
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[DuckDBStore]:
+    """Two clusters that went quiet for two hours, then came back (30 minutes each side)."""
     path = tmp_path / "gaps.jsonl"
     quiet_then_back = [
         *generate_events(300, seed=1, end=END - timedelta(hours=3), span=SPAN),
         *generate_events(300, seed=2, end=END, span=SPAN),
     ]
     path.write_bytes(b"\n".join(quiet_then_back) + b"\n")
-    store = open_store(":memory:")
-    ingest_paths(store, [str(path)], "prod")
-    ingest_paths(store, [str(path)], "dev")
-    return store
+    with open_store(":memory:") as opened:
+        ingest_paths(opened, [str(path)], "prod")
+        ingest_paths(opened, [str(path)], "dev")
+        yield opened
 
 
-def test_lists_the_silence_and_one_still_open(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_lists_the_silence_and_one_still_open(store: DuckDBStore) -> None:
     naive_end = END.replace(tzinfo=None)
     window = TimeRange(naive_end - timedelta(hours=6), naive_end + timedelta(hours=1), "custom")
     gaps = _gaps(store, "prod", window)
@@ -40,8 +44,7 @@ def test_lists_the_silence_and_one_still_open(tmp_path: Path) -> None:
     assert {g.cluster for g in _gaps(store, ["dev"], window)} == {"dev"}
 
 
-def test_nothing_when_the_stream_kept_its_pace(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_nothing_when_the_stream_kept_its_pace(store: DuckDBStore) -> None:
     naive_end = END.replace(tzinfo=None)
     window = TimeRange(naive_end - SPAN, naive_end, "custom")
     assert _gaps(store, None, window) == []
