@@ -106,16 +106,20 @@ def _detector(store: object, config_path: str | None) -> Any:
     """The stateless rules of the config's detect section, storing alerts in ``store``."""
     from ..config import load_config
     from ..detect.detector import Detector
+    from ..detect.environments import cluster_environments, environment_clusters
     from ..detect.loader import load_ruleset
 
-    detect = load_config(config_path).detect
+    full = load_config(config_path)
+    detect = full.detect
     ruleset = load_ruleset(
         detect.rule_dirs,
         builtin=detect.builtin,
         disabled=detect.disabled,
         variables=detect.variable_values(),
+        environments=environment_clusters(full.server) if config_path else None,
     )
-    return Detector(store, ruleset.rules)  # type: ignore[arg-type]
+    envs = cluster_environments(full.server)
+    return Detector(store, ruleset.rules, environments=envs)  # type: ignore[arg-type]
 
 
 class _progress:
