@@ -149,9 +149,11 @@ def read_samples(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[Sample]:
-    """Stored samples, by cluster, metric, plugin and time."""
-    ensure_table(store)
+    """Stored samples, by cluster, metric, plugin and time (none when the table is missing:
+    a store that no scraper wrote to, opened read-only)."""
     clickhouse = getattr(store, "dialect", "duckdb") == "clickhouse"
+    if store not in _READY and not _exists(store, clickhouse):
+        return []
     where, params = ["1 = 1"], []
     if isinstance(cluster, str):
         where.append("cluster = ?")
@@ -174,6 +176,15 @@ def read_samples(
         Sample(r["cluster"], _naive(r["scraped_at"]), r["metric"], r["plugin"], r["value"])
         for r in rows
     ]
+
+
+def _exists(store: Store, clickhouse: bool) -> bool:
+    sql = (
+        "SELECT count() AS n FROM system.tables WHERE database = currentDatabase() AND name = ?"
+        if clickhouse
+        else "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = ?"
+    )
+    return bool(store.query(sql, [TABLE]).column("n")[0].as_py())
 
 
 def audit_error_gaps(
