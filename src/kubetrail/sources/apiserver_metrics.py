@@ -16,6 +16,7 @@ carries on with the next one.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -137,7 +138,17 @@ def scrape(target: MetricsTarget, client: httpx.Client | None = None) -> list[Sa
 
 
 def _client(target: MetricsTarget) -> httpx.Client:
-    verify: str | bool = target.ca_file if target.ca_file else True
+    """A client that trusts ``ca_file`` (or the system CAs) for the target.
+
+    Raises:
+        SourceError: the CA file cannot be read.
+    """
+    verify: ssl.SSLContext | bool = True
+    if target.ca_file:
+        try:
+            verify = ssl.create_default_context(cafile=target.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise SourceError(f"{target.cluster}: cannot load {target.ca_file}: {exc}") from exc
     return httpx.Client(verify=verify, timeout=target.timeout, follow_redirects=False)
 
 
@@ -186,7 +197,7 @@ class MetricsScraper:
         self.targets = list(targets)
         self.metrics = metrics or ScrapeMetrics()
         self.clock = clock
-        self._clients = {t.cluster: _client(t) for t in self.targets}
+        self._clients: dict[str, httpx.Client] = {}
         self._due = {t.cluster: 0.0 for t in self.targets}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kubetrail-scrape", daemon=True)
@@ -194,6 +205,8 @@ class MetricsScraper:
     def scrape_once(self, target: MetricsTarget) -> bool:
         """Scrape one target and store its samples; ``False`` (counted, logged) on failure."""
         try:
+            if target.cluster not in self._clients:
+                self._clients[target.cluster] = _client(target)
             samples = scrape(target, self._clients[target.cluster])
             record_samples(self.store, samples)
         except Exception as exc:  # the server keeps running whatever the endpoint does
