@@ -459,7 +459,8 @@ def list_alerts(
     if status is not None and status not in STATUSES:
         raise UsageError(f"unknown status '{status}'; use one of {', '.join(STATUSES)}")
     ensure_tables(store)
-    where, params = ["1 = 1"], []
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
     if since is not None:
         where.append("last_seen >= ?")
         params.append(_naive(since))

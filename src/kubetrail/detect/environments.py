@@ -107,7 +107,8 @@ def _rewrite(node: Tree, environments: Mapping[str, Sequence[str]] | None, where
 
 
 def _value(tree: Tree, where: str) -> str:
-    token: Token = tree.children[0]
+    token = tree.children[0]
+    assert isinstance(token, Token)
     raw = str(token)
     body = raw[1:-1] if token.type == "STRING" else raw
     try:

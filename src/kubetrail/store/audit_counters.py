@@ -130,9 +130,11 @@ def record_samples(store: Store, samples: Sequence[Sample]) -> None:
     if not samples:
         return
     ensure_table(store)
-    rows = [[s.cluster, _naive(s.time), s.metric, s.plugin, float(s.value)] for s in samples]
+    rows: list[list[Any]] = [
+        [s.cluster, _naive(s.time), s.metric, s.plugin, float(s.value)] for s in samples
+    ]
     if getattr(store, "dialect", "duckdb") == "clickhouse":
-        aware = [[*r[:1], r[1].replace(tzinfo=UTC), *r[2:]] for r in rows]
+        aware = [[r[0], r[1].replace(tzinfo=UTC), *r[2:]] for r in rows]
         store.insert_rows(TABLE, _COLUMNS, aware)  # type: ignore[attr-defined]
         return
     with _LOCK:
@@ -154,7 +156,8 @@ def read_samples(
     clickhouse = getattr(store, "dialect", "duckdb") == "clickhouse"
     if store not in _READY and not _exists(store, clickhouse):
         return []
-    where, params = ["1 = 1"], []
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
     if isinstance(cluster, str):
         where.append("cluster = ?")
         params.append(cluster)
