@@ -157,6 +157,12 @@ def test_all_clusters_names_the_clusters_it_leaves_out(server: Server) -> None:
     assert export.headers["X-Kubetrail-Not-Included"] == "prod-eu,prod-us,stg-a,stg-b"
     overview = _get(server, "/api/overview", range="all").json()
     assert len(overview["not_included"]) == 4
+    page = _get(server, "/ui/overview", range="all")
+    assert page.status_code == 200 and 'id="not-included"' in page.text
+    assert '<a href="?cluster=env:staging">' in page.text
+    assert 'id="not-included"' not in _get(server, "/ui/overview", cluster="prod-us").text
+    refused = _get(server, "/ui/search", q="verb=get", cluster="env:staging")
+    assert refused.status_code == 400 and "stored in 2 files" in refused.text
 
 
 def test_detections_see_every_file_and_alerts_carry_the_environment(server: Server) -> None:
@@ -183,4 +189,7 @@ def test_detections_see_every_file_and_alerts_carry_the_environment(server: Serv
     assert {a["environment"] for a in staged} == {"staging"}
     assert all(a["rule"] == "test.staging_activity" for a in staged)
     assert alerts(environment="development") == []
+    page = _get(server, "/ui/alerts", cluster="env:production")
+    assert page.status_code == 200 and "test.prod_create" in page.text
+    assert "test.staging_activity" not in page.text
     assert_error(_get(server, "/api/alerts", environment="nowhere"), 400)
