@@ -51,6 +51,25 @@ class LimitsConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """The API server's ``/metrics`` endpoint, scraped for its audit counters (issue 9).
+
+    Attributes:
+        url: ``https://HOST:6443/metrics`` (any http(s) URL serving the Prometheus text format).
+        token_file: a file holding a bearer token (read at every scrape, so it may rotate).
+        ca_file: the CA bundle that signs the endpoint's certificate (default: system CAs).
+        interval: time between two scrapes (``60s``).
+        timeout_seconds: per scrape.
+    """
+
+    url: str = ""
+    token_file: str | None = None
+    ca_file: str | None = None
+    interval: str = "60s"
+    timeout_seconds: float = 10.0
+
+
+@dataclass
 class ClusterConfig:
     """One cluster allowed to send events.
 
@@ -63,6 +82,7 @@ class ClusterConfig:
         retention: how long its events are kept (``400d``); default ``server.retention.default``.
         store: a DuckDB file of its own instead of ``server.db``.
         max_size: size cap of that file (``50GB``): the oldest batches are evicted above it.
+        metrics: the API server's metrics endpoint, scraped for its audit error counters.
     """
 
     name: str = ""
@@ -72,6 +92,7 @@ class ClusterConfig:
     retention: str | None = None
     store: str | None = None
     max_size: str | None = None
+    metrics: MetricsConfig | None = None
 
 
 @dataclass
@@ -308,6 +329,8 @@ def validate(config: Config, where: str) -> None:
                     f"{where}: {key}.token_sha256: expected 64 lowercase hex digits "
                     "(see `kubetrail certs hash-token`)"
                 )
+        if cluster.metrics is not None:
+            _validate_metrics(cluster.metrics, f"{where}: {key}.metrics")
     _validate_retention(server, where)
     for h in server.admin_token_sha256:
         if not _SHA256.match(h):
@@ -332,6 +355,16 @@ def validate(config: Config, where: str) -> None:
             f"{where}: collect.format_in: {config.collect.format_in!r} is not one of "
             + ", ".join(formats)
         )
+
+
+def _validate_metrics(metrics: MetricsConfig, key: str) -> None:
+    from .store.retention import parse_duration
+
+    if not metrics.url.startswith(("http://", "https://")):
+        raise ConfigError(f"{key}.url: an http(s) URL is required")
+    parse_duration(metrics.interval, f"{key}.interval")
+    if metrics.timeout_seconds <= 0:
+        raise ConfigError(f"{key}.timeout_seconds: must be more than 0")
 
 
 def _validate_users(users: list[UserConfig], where: str) -> None:

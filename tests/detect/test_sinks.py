@@ -40,6 +40,7 @@ def _alert(store, severity: str = "high", rule: str = "k8s.pod.exec"):
         message="alice ran `sh` in default/web",
         time=T0,
         audit_ids=["a1", "a2"],
+        environment="production",
     )
     return alert
 
@@ -66,6 +67,7 @@ def test_webhook_is_signed_with_hmac_sha256(store, recorder) -> None:
     body = got.json()
     assert body["rule"] == "k8s.pod.exec" and body["auditIDs"] == ["a1", "a2"]
     assert body["severity"] == "high" and body["message"] == alert.message
+    assert body["environment"] == "production" and body["cluster"] == "prod"
 
 
 def test_slack_gets_text(store, recorder) -> None:
@@ -75,6 +77,7 @@ def test_slack_gets_text(store, recorder) -> None:
     (got,) = recorder.requests
     text = got.json()["text"]
     assert "[HIGH] Exec into a pod" in text and "alice ran `sh`" in text
+    assert "cluster prod, environment production" in text
 
 
 def test_stdout_writes_json_lines(store) -> None:
@@ -171,5 +174,6 @@ def test_alertmanager_receives_the_alert(store, alertmanager) -> None:
     (received,) = got
     assert received["labels"]["alertname"] == "k8s.pod.exec"
     assert received["labels"]["severity"] == "high" and received["labels"]["cluster"] == "prod"
+    assert received["labels"]["environment"] == "production"
     assert received["annotations"]["description"] == alert.message
     assert received["status"]["state"] == "active"

@@ -12,7 +12,13 @@ from kubetrail.demo import generate_events
 from kubetrail.pipeline import ingest_paths
 from kubetrail.store import DuckDBStore, open_store
 from kubetrail.web.queries import TimeRange
-from kubetrail.web.ui_pages import _gaps
+from kubetrail.web.scope import ReadScope
+from kubetrail.web.stream_gaps import scope_gaps
+
+
+def _gaps(store, clusters, window):
+    return scope_gaps(store, ReadScope(store, clusters), window).silences
+
 
 END = datetime(2026, 1, 1, tzinfo=UTC)
 SPAN = timedelta(minutes=30)

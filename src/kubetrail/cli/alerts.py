@@ -24,6 +24,12 @@ from .options import db_option, fail, handle_errors
     help="Only alerts with this status.",
 )
 @click.option("--cluster", help="Only alerts of this cluster.")
+@click.option(
+    "--environment",
+    "--env",
+    "environment",
+    help="Only alerts recorded with this environment (the cluster's label in the config).",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option(
     "--format",
@@ -39,6 +45,7 @@ def alerts(
     since: str | None,
     status: str | None,
     cluster: str | None,
+    environment: str | None,
     limit: int,
     output_format: str,
 ) -> None:
@@ -59,7 +66,14 @@ def alerts(
             fail(str(exc), 2)
     store = open_location(db_path)
     try:
-        found = list_alerts(store, since=start, status=status, cluster=cluster, limit=limit)
+        found = list_alerts(
+            store,
+            since=start,
+            status=status,
+            cluster=cluster,
+            environment=environment,
+            limit=limit,
+        )
     finally:
         store.close()
     if output_format == "json":
@@ -76,6 +90,7 @@ def alerts(
         "severity",
         "rule",
         "cluster",
+        "environment",
         "count",
         "last seen",
         "deliveries",
@@ -93,6 +108,7 @@ def alerts(
             a.severity,
             a.rule,
             a.cluster,
+            a.environment or "-",
             str(a.count),
             a.last_seen.strftime("%Y-%m-%d %H:%M:%S"),
             deliveries or "-",

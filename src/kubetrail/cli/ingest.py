@@ -106,16 +106,20 @@ def _detector(store: object, config_path: str | None) -> Any:
     """The stateless rules of the config's detect section, storing alerts in ``store``."""
     from ..config import load_config
     from ..detect.detector import Detector
+    from ..detect.environments import cluster_environments, environment_clusters
     from ..detect.loader import load_ruleset
 
-    detect = load_config(config_path).detect
+    full = load_config(config_path)
+    detect = full.detect
     ruleset = load_ruleset(
         detect.rule_dirs,
         builtin=detect.builtin,
         disabled=detect.disabled,
         variables=detect.variable_values(),
+        environments=environment_clusters(full.server) if config_path else None,
     )
-    return Detector(store, ruleset.rules)  # type: ignore[arg-type]
+    envs = cluster_environments(full.server)
+    return Detector(store, ruleset.rules, environments=envs)  # type: ignore[arg-type]
 
 
 class _progress:
@@ -179,12 +183,14 @@ def export(db_path: str, cluster: str | None) -> None:
 @handle_errors
 def stats(db_path: str, output_format: str) -> None:
     """Events by cluster, stage and verb, the time range covered, and gaps in each stream."""
+    from ..store.audit_counters import audit_error_gaps  # issue 9: scraped API server counters
     from ..store.gaps import find_gaps  # issue 9: quiet periods longer than usual
 
     store = open_location(db_path, read_only=True)
     try:
         result = store.stats()
         gaps = find_gaps(store)
+        audit_errors = audit_error_gaps(store)
     finally:
         store.close()
     if output_format == "json":
@@ -197,6 +203,7 @@ def stats(db_path: str, output_format: str) -> None:
                 "by_stage": result.by_stage,
                 "by_verb": result.by_verb,
                 "gaps": [g.as_dict() for g in gaps],
+                "audit_errors": [g.as_dict() for g in audit_errors],
             }
         )
         return
@@ -220,3 +227,5 @@ def stats(db_path: str, output_format: str) -> None:
             f"gap: {gap.cluster}: no events from {gap.start} to {gap.end} "
             f"({gap.seconds / 60:.0f} min; usually {gap.usual_seconds / 60:.0f} min apart)"
         )
+    for lost in audit_errors:
+        console.print(f"gap: {lost.cluster}: {lost.message}", markup=False)

@@ -63,9 +63,11 @@ def _load(
     variables: tuple[str, ...],
     no_builtin: bool,
 ) -> Any:
+    from ..detect.environments import environment_clusters
     from ..detect.loader import load_ruleset
 
-    detect = load_config(config_path).detect
+    full = load_config(config_path)
+    detect = full.detect
     values = detect.variable_values()
     for item in variables:
         name, sep, text = item.partition("=")
@@ -77,6 +79,7 @@ def _load(
         builtin=detect.builtin and not no_builtin,
         disabled=detect.disabled,
         variables=values,
+        environments=environment_clusters(full.server) if config_path else None,
     )
 
 

@@ -113,6 +113,7 @@ def serve(
 
 def _check_detections(full: Config) -> None:
     """Fail fast, before serving, on an invalid rule or sink (the lifespan would fail later)."""
+    from ..detect.environments import environment_clusters
     from ..detect.loader import load_ruleset
     from ..detect.sinks import build_sink
 
@@ -122,6 +123,7 @@ def _check_detections(full: Config) -> None:
         builtin=detect.builtin,
         disabled=detect.disabled,
         variables=detect.variable_values(),
+        environments=environment_clusters(full.server),
     )
     for sink in detect.sinks:
         build_sink(sink)

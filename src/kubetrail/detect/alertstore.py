@@ -50,8 +50,11 @@ CREATE TABLE IF NOT EXISTS alerts (
     audit_ids VARCHAR[] NOT NULL,
     acknowledged_by VARCHAR,
     resolved_by VARCHAR,
-    updated_at TIMESTAMP NOT NULL
+    updated_at TIMESTAMP NOT NULL,
+    environment VARCHAR NOT NULL DEFAULT ''
 )"""
+# Stores whose alerts table predates environments (issue 9) get the column on first use.
+_ALERTS_ENVIRONMENT = "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS environment VARCHAR DEFAULT ''"
 
 _DELIVERIES_DDL = """
 CREATE TABLE IF NOT EXISTS alert_deliveries (
@@ -80,7 +83,8 @@ _CH_ALERTS_COLUMNS = """
     audit_ids Array(String),
     acknowledged_by Nullable(String),
     resolved_by Nullable(String),
-    updated_at DateTime64(6, 'UTC')"""
+    updated_at DateTime64(6, 'UTC'),
+    environment LowCardinality(String) DEFAULT ''"""
 
 _CH_DELIVERIES_COLUMNS = """
     alert_id String,
@@ -124,12 +128,17 @@ def clickhouse_ddl(database: str | None = None, cluster: str | None = None) -> l
             f"CREATE TABLE IF NOT EXISTS {prefix}{table}{on} ({columns}\n) "
             f"ENGINE = {engine} ORDER BY {order}"
         )
+    # Tables created before alerts had an environment (issue 9) get the column.
+    out.append(
+        f"ALTER TABLE {prefix}alerts{on} ADD COLUMN IF NOT EXISTS environment "
+        "LowCardinality(String) DEFAULT ''"
+    )
     return out
 
 
 _COLUMNS = (
     "id, rule, title, severity, tags, cluster, key, message, status, first_seen, last_seen, "
-    "count, audit_ids, acknowledged_by, resolved_by"
+    "count, audit_ids, acknowledged_by, resolved_by, environment"
 )
 # One writer at a time per process: the find-then-update of record_alert must not interleave.
 _WRITE_LOCK = threading.Lock()
@@ -163,6 +172,8 @@ class StoredAlert:
         audit_ids: auditIDs of the matching events (at most :data:`MAX_AUDIT_IDS`).
         acknowledged_by, resolved_by: who changed the status.
         deliveries: the alert's state at each sink it was sent to.
+        environment: the environment label of the cluster when the alert was raised (``""``
+            for a cluster without one, and for alerts stored before environments existed).
     """
 
     id: str
@@ -181,6 +192,7 @@ class StoredAlert:
     acknowledged_by: str | None
     resolved_by: str | None
     deliveries: tuple[Delivery, ...] = field(default=())
+    environment: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The alert as a dict (times RFC 3339 UTC; ``auditIDs`` as the issue names it)."""
@@ -191,6 +203,7 @@ class StoredAlert:
             "severity": self.severity,
             "tags": list(self.tags),
             "cluster": self.cluster,
+            "environment": self.environment,
             "key": self.key,
             "message": self.message,
             "status": self.status,
@@ -216,6 +229,7 @@ def ensure_tables(store: Store) -> None:
             store.command(ddl)  # type: ignore[attr-defined]
     else:
         store.query(_ALERTS_DDL)
+        store.query(_ALERTS_ENVIRONMENT)
         store.query(_DELIVERIES_DDL)
     _READY.add(store)
 
@@ -244,9 +258,7 @@ def _put_rows(store: Store, table: str, rows: list[dict[str, Any]]) -> None:
         store.insert_rows(table, columns, values)  # type: ignore[attr-defined]
         return
     lists = {"tags", "audit_ids"}
-    selects = ", ".join(
-        "unnest(?, max_depth := 1)" if c in lists else "unnest(?)" for c in columns
-    )
+    selects = ", ".join("unnest(?, max_depth := 1)" if c in lists else "unnest(?)" for c in columns)
     store.query(
         f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) SELECT {selects} "
         f"RETURNING {columns[0]}",
@@ -268,6 +280,7 @@ def record_alert(
     tags: Iterable[str] = (),
     count: int | None = None,
     cooldown: timedelta = timedelta(hours=1),
+    environment: str = "",
 ) -> tuple[StoredAlert, bool]:
     """Store a match: fold it into the open alert of the same key, or raise a new alert.
 
@@ -281,6 +294,7 @@ def record_alert(
         audit_ids: auditIDs of the matching events.
         count: matching requests (default: ``len(audit_ids)``).
         cooldown: how long after its last match an open alert still absorbs new matches.
+        environment: the cluster's environment label.
 
     Returns:
         ``(alert, new)``: the stored alert and whether it was raised now (to be sent to sinks).
@@ -303,6 +317,7 @@ def record_alert(
         audit_ids=tuple(audit_ids),
         count=len(audit_ids) if count is None else count,
         cooldown=cooldown,
+        environment=environment,
     )
     ((alert_id, new),) = _fold(store, [item])
     alert = get_alert(store, alert_id)
@@ -328,6 +343,8 @@ class NewMatch:
     cooldown: timedelta = timedelta(hours=1)
     #: ``add`` (stateless: every match is new) or ``max`` (a threshold group seen again).
     fold: str = "add"
+    #: The cluster's environment label (``server.clusters[].environment``).
+    environment: str = ""
 
 
 def record_many(store: Store, items: Sequence[NewMatch]) -> list[StoredAlert]:
@@ -404,6 +421,7 @@ def _fold(store: Store, items: Sequence[NewMatch]) -> list[tuple[str, bool]]:
                     "audit_ids": ids[:MAX_AUDIT_IDS],
                     "acknowledged_by": None,
                     "resolved_by": None,
+                    "environment": item.environment,
                 }
                 out.append((row["id"], True))
             open_by_key[key] = row  # a later item of the same key folds into this one
@@ -424,7 +442,8 @@ def list_alerts(
     *,
     since: datetime | None = None,
     status: str | None = None,
-    cluster: str | None = None,
+    cluster: str | Sequence[str] | None = None,
+    environment: str | None = None,
     limit: int = 500,
 ) -> list[StoredAlert]:
     """Stored alerts, most recently seen first.
@@ -433,22 +452,30 @@ def list_alerts(
         store: the event store.
         since: only alerts last seen at or after this time (naive = UTC).
         status: only alerts with this status.
-        cluster: only alerts of this cluster.
+        cluster: only alerts of this cluster (or of these clusters: an environment's).
+        environment: only alerts recorded with this environment label.
         limit: the most alerts to return.
     """
     if status is not None and status not in STATUSES:
         raise UsageError(f"unknown status '{status}'; use one of {', '.join(STATUSES)}")
     ensure_tables(store)
-    where, params = ["1 = 1"], []
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
     if since is not None:
         where.append("last_seen >= ?")
         params.append(_naive(since))
     if status is not None:
         where.append("status = ?")
         params.append(status)
-    if cluster is not None:
+    if isinstance(cluster, str):
         where.append("cluster = ?")
         params.append(cluster)
+    elif cluster is not None:
+        where.append(_contains(store, "cluster"))
+        params.append(list(cluster))
+    if environment is not None:
+        where.append("environment = ?")
+        params.append(environment)
     rows = store.query(
         f"SELECT {_COLUMNS} FROM {_table(store, 'alerts')} WHERE {' AND '.join(where)} "
         f"ORDER BY last_seen DESC, id LIMIT {max(0, int(limit))}",
@@ -552,6 +579,7 @@ def _alert(row: dict[str, Any], deliveries: tuple[Delivery, ...]) -> StoredAlert
         acknowledged_by=row["acknowledged_by"],
         resolved_by=row["resolved_by"],
         deliveries=deliveries,
+        environment=row.get("environment") or "",
     )
 
 

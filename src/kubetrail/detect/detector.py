@@ -12,13 +12,14 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
 from ..store.base import Store
 from .alertstore import NewMatch, StoredAlert, record_many
+from .audit_errors import audit_error_matches
 from .engine import BatchEngine, Match
 from .rules import Rule
 from .scheduled import first_seen_matches, silence_matches, threshold_matches
@@ -29,9 +30,15 @@ log = logging.getLogger("kubetrail.detect")
 DEFAULT_COOLDOWN = timedelta(hours=1)
 
 
-def fold(matches: Iterable[Match], cooldown: timedelta = DEFAULT_COOLDOWN) -> list[NewMatch]:
+def fold(
+    matches: Iterable[Match],
+    cooldown: timedelta = DEFAULT_COOLDOWN,
+    environments: Mapping[str, str] | None = None,
+) -> list[NewMatch]:
     """Fold matches by (rule, cluster, key): one item per key, or more when the matches of a
-    key are further apart than ``cooldown``."""
+    key are further apart than ``cooldown``. ``environments`` (cluster -> environment label)
+    gives each item its cluster's environment."""
+    envs = environments or {}
     items: list[NewMatch] = []
     open_: dict[tuple[str, str, str], int] = {}
     for m in sorted(matches, key=lambda m: (m.time, m.rule.id)):
@@ -53,22 +60,24 @@ def fold(matches: Iterable[Match], cooldown: timedelta = DEFAULT_COOLDOWN) -> li
                 cur.count + m.count,
                 cur.cooldown,
                 cur.fold,
+                cur.environment,
             )
             continue
         open_[k] = len(items)
-        items.append(_item(m, cooldown))
+        items.append(_item(m, cooldown, envs.get(m.cluster, "")))
     return items
 
 
-def _item(m: Match, cooldown: timedelta) -> NewMatch:
+def _item(m: Match, cooldown: timedelta, environment: str = "") -> NewMatch:
     r = m.rule
-    stateful = not r.stateless
     if r.threshold is not None:
         cooldown = r.threshold.window
     elif r.first_seen is not None:
         cooldown = r.first_seen.learn
     elif r.silence is not None:
         cooldown = timedelta(days=3650)  # one alert per silence; resolve it to be told again
+    elif r.audit_errors is not None:
+        cooldown = timedelta(hours=1)  # a backend failing scrape after scrape: one alert
     return NewMatch(
         r.id,
         r.title,
@@ -82,7 +91,8 @@ def _item(m: Match, cooldown: timedelta) -> NewMatch:
         m.audit_ids,
         m.count,
         cooldown,
-        "max" if stateful else "add",
+        "add" if r.stateless or r.audit_errors is not None else "max",
+        environment,
     )
 
 
@@ -94,6 +104,10 @@ class Detector:
         rules: the rules (disabled ones are skipped).
         notify: called with the alerts raised now (the sink dispatcher), after they are stored.
         cooldown: the stateless rules' cooldown.
+        environments: each cluster's environment label, recorded with its alerts.
+        event_stores: every store that holds events, for the scheduled rules (default
+            ``[store]``); a server whose clusters write to files of their own passes each file,
+            so threshold, first-seen and silence rules see every cluster.
     """
 
     def __init__(
@@ -103,12 +117,16 @@ class Detector:
         *,
         notify: Callable[[list[StoredAlert]], None] | None = None,
         cooldown: timedelta = DEFAULT_COOLDOWN,
+        environments: Mapping[str, str] | None = None,
+        event_stores: Sequence[Store] | None = None,
     ) -> None:
         self.store = store
         self.rules = [r for r in rules if r.enabled]
         self.engine = BatchEngine(self.rules)
         self.notify = notify
         self.cooldown = cooldown
+        self.environments = dict(environments or {})
+        self.event_stores = list(event_stores) if event_stores else [store]
         self._last_run: dict[str, datetime] = {}
 
     def on_batch(self, table: pa.Table) -> list[StoredAlert]:
@@ -117,7 +135,7 @@ class Detector:
 
     def record(self, matches: Iterable[Match]) -> list[StoredAlert]:
         """Store matches (folded by key); announce the alerts raised now."""
-        new = record_many(self.store, fold(matches, self.cooldown))
+        new = record_many(self.store, fold(matches, self.cooldown, self.environments))
         if new and self.notify is not None:
             self.notify(new)
         return new
@@ -128,19 +146,29 @@ class Detector:
         matches: list[Match] = []
         for rule in self.rules:
             try:
-                if rule.threshold is not None:
-                    start = now - rule.threshold.window
-                    matches += threshold_matches(self.store, rule, start, now)
-                elif rule.first_seen is not None:
-                    start = self._last_run.get(rule.id, now - timedelta(minutes=5))
-                    matches += first_seen_matches(self.store, rule, start, now)
-                elif rule.silence is not None:
-                    matches += silence_matches(self.store, rule, now)
+                if rule.audit_errors is not None:  # scraped counters, kept with the alerts
+                    since = self._last_run.get(rule.id, now - timedelta(minutes=10))
+                    found, newest = audit_error_matches(self.store, rule, since, now)
+                    matches += found
+                    self._last_run[rule.id] = newest
+                    continue
+                for store in self.event_stores:  # a cluster's events live in one store
+                    matches += self._scheduled(store, rule, now)
             except Exception as exc:  # one bad rule must not stop the others
                 log.error("scheduled rule %s failed: %s", rule.id, exc)
                 continue
             self._last_run[rule.id] = now
         return self.record(matches)
+
+    def _scheduled(self, store: Store, rule: Rule, now: datetime) -> list[Match]:
+        if rule.threshold is not None:
+            return threshold_matches(store, rule, now - rule.threshold.window, now)
+        if rule.first_seen is not None:
+            start = self._last_run.get(rule.id, now - timedelta(minutes=5))
+            return first_seen_matches(store, rule, start, now)
+        if rule.silence is not None:
+            return silence_matches(store, rule, now)
+        return []
 
     def close(self) -> None:
         """Release the engine."""

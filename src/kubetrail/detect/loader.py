@@ -8,7 +8,7 @@ full rule replaces it. Variables (allow-lists such as ``ci_identities``) come fr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ def load_ruleset(
     builtin: bool = True,
     disabled: Iterable[str] = (),
     variables: Mapping[str, list[str]] | None = None,
+    environments: Mapping[str, Sequence[str]] | None = None,
 ) -> RuleSet:
     """Load the built-in pack and the rule files (``*.yaml``, ``*.yml``) of ``dirs``.
 
@@ -60,6 +61,8 @@ def load_ruleset(
         builtin: include the built-in pack. Default ``True``.
         disabled: ids of rules to disable.
         variables: values that replace the pack's variables of the same name.
+        environments: environment -> clusters of the configuration, which resolves
+            ``environment=NAME`` in filters; ``None`` (no configuration) matches no cluster.
 
     Raises:
         RuleError: a file or rule is invalid, an id is repeated within the user's files, or a
@@ -87,7 +90,7 @@ def load_ruleset(
                     raw[rule_id] = ({**base_item, **item}, str(path))
                 else:
                     raw[rule_id] = (item, str(path))
-    rules = [parse_rule(item, where, values) for item, where in raw.values()]
+    rules = [parse_rule(item, where, values, 0, environments) for item, where in raw.values()]
     off = set(disabled)
     unknown = off - {r.id for r in rules}
     if unknown:

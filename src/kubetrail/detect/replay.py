@@ -131,6 +131,8 @@ def backtest(
         result = RuleBacktest(rule)
         if rule.silence is not None:
             result.skipped = "silence rules run live only"
+        elif rule.audit_errors is not None:
+            result.skipped = "audit_errors rules read scraped counters, live only"
         elif rule.threshold is not None:
             for g in grouped(
                 store,

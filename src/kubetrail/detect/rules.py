@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +31,8 @@ _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: Placeholders of scheduled rules' output that are not event fields.
 SPECIAL_PLACEHOLDERS = ("count", "window", "first", "last")
+#: Placeholders that only ``audit_errors`` rules fill (the plugin whose counter went up).
+AUDIT_ERROR_PLACEHOLDERS = ("plugin",)
 
 _KEYS = (
     "id",
@@ -43,6 +45,7 @@ _KEYS = (
     "threshold",
     "first_seen",
     "silence",
+    "audit_errors",
     "key",
     "output",
     "enabled",
@@ -111,6 +114,8 @@ class Rule:
     threshold: Threshold | None = None
     first_seen: FirstSeen | None = None
     silence: timedelta | None = None
+    #: Fire when a cluster's scraped ``apiserver_audit_error_total`` rises by at least this.
+    audit_errors: int | None = None
     key: tuple[str, ...] = ("user",)
     enabled: bool = True
     needs: Needs = field(default_factory=Needs)
@@ -121,18 +126,26 @@ class Rule:
 
     @property
     def stateless(self) -> bool:
-        """True for rules evaluated on every batch (no threshold, first-seen or silence)."""
-        return self.threshold is None and self.first_seen is None and self.silence is None
+        """True for rules evaluated on every batch (no threshold, first-seen, silence or
+        audit_errors)."""
+        return (
+            self.threshold is None
+            and self.first_seen is None
+            and self.silence is None
+            and self.audit_errors is None
+        )
 
     @property
     def kind(self) -> str:
-        """``stateless``, ``threshold``, ``first_seen`` or ``silence``."""
+        """``stateless``, ``threshold``, ``first_seen``, ``silence`` or ``audit_errors``."""
         if self.threshold is not None:
             return "threshold"
         if self.first_seen is not None:
             return "first_seen"
         if self.silence is not None:
             return "silence"
+        if self.audit_errors is not None:
+            return "audit_errors"
         return "stateless"
 
 
@@ -148,7 +161,11 @@ def parse_duration(text: Any, where: str) -> timedelta:
     return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
 
 
-def load_rule_file(path: str | Path, variables: Mapping[str, list[str]]) -> list[Rule]:
+def load_rule_file(
+    path: str | Path,
+    variables: Mapping[str, list[str]],
+    environments: Mapping[str, Sequence[str]] | None = None,
+) -> list[Rule]:
     """Read and validate every rule of one YAML file.
 
     Raises:
@@ -162,10 +179,15 @@ def load_rule_file(path: str | Path, variables: Mapping[str, list[str]]) -> list
         raise RuleError(f"{where}: cannot read: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
         raise RuleError(f"{where}: not valid YAML: {exc}") from exc
-    return parse_rules(data, where, variables)
+    return parse_rules(data, where, variables, environments)
 
 
-def parse_rules(data: Any, where: str, variables: Mapping[str, list[str]]) -> list[Rule]:
+def parse_rules(
+    data: Any,
+    where: str,
+    variables: Mapping[str, list[str]],
+    environments: Mapping[str, Sequence[str]] | None = None,
+) -> list[Rule]:
     """Rules from decoded YAML: one mapping, or ``{rules: [...]}``."""
     if isinstance(data, dict) and set(data) == {"rules"}:
         items = data["rules"]
@@ -175,11 +197,20 @@ def parse_rules(data: Any, where: str, variables: Mapping[str, list[str]]) -> li
         items = [data]
     else:
         raise RuleError(f"{where}: expected a rule (a mapping) or 'rules:' with a list")
-    return [parse_rule(item, where, variables, i) for i, item in enumerate(items)]
+    return [parse_rule(item, where, variables, i, environments) for i, item in enumerate(items)]
 
 
-def parse_rule(data: Any, where: str, variables: Mapping[str, list[str]], index: int = 0) -> Rule:
+def parse_rule(
+    data: Any,
+    where: str,
+    variables: Mapping[str, list[str]],
+    index: int = 0,
+    environments: Mapping[str, Sequence[str]] | None = None,
+) -> Rule:
     """Validate one rule mapping.
+
+    ``environments`` (environment -> clusters, from the configuration) resolves
+    ``environment=NAME`` in ``when`` and ``except`` (see :mod:`.environments`).
 
     Raises:
         RuleError: naming ``where``, the rule id (or its index) and the key.
@@ -202,15 +233,16 @@ def parse_rule(data: Any, where: str, variables: Mapping[str, list[str]], index:
     severity = _text(data, "severity", at)
     if severity not in SEVERITIES:
         raise RuleError(f"{at}: severity: {severity!r} is not one of {', '.join(SEVERITIES)}")
-    when = _filter(_text(data, "when", at), f"{at}: when", variables)
+    when = _filter(_text(data, "when", at), f"{at}: when", variables, environments)
     exceptions = tuple(
-        _filter(text, f"{at}: except[{i}]", variables)
+        _filter(text, f"{at}: except[{i}]", variables, environments)
         for i, text in enumerate(_texts(data, "except", at))
     )
     key = _fields(_texts(data, "key", at), f"{at}: key") if "key" in data else ("user",)
     output = _text(data, "output", at)
+    special = SPECIAL_PLACEHOLDERS + (AUDIT_ERROR_PLACEHOLDERS if "audit_errors" in data else ())
     for placeholder in _PLACEHOLDER.findall(output):
-        if placeholder.strip() not in SPECIAL_PLACEHOLDERS:
+        if placeholder.strip() not in special:
             _fields([placeholder.strip()], f"{at}: output")
     rule = Rule(
         id=rule_id,
@@ -224,6 +256,7 @@ def parse_rule(data: Any, where: str, variables: Mapping[str, list[str]], index:
         threshold=_threshold(data.get("threshold"), f"{at}: threshold"),
         first_seen=_first_seen(data.get("first_seen"), f"{at}: first_seen"),
         silence=parse_duration(data["silence"], f"{at}: silence") if "silence" in data else None,
+        audit_errors=_audit_errors(data.get("audit_errors"), f"{at}: audit_errors"),
         key=key,
         enabled=_bool(data, "enabled", at),
         needs=_needs(data.get("needs"), f"{at}: needs"),
@@ -232,7 +265,7 @@ def parse_rule(data: Any, where: str, variables: Mapping[str, list[str]], index:
         falsepositives=_texts(data, "falsepositives", at),
         source=where,
     )
-    kinds = [k for k in ("threshold", "first_seen", "silence") if k in data]
+    kinds = [k for k in ("threshold", "first_seen", "silence", "audit_errors") if k in data]
     if len(kinds) > 1:
         raise RuleError(f"{at}: {kinds[1]}: cannot be combined with {kinds[0]}")
     return rule
@@ -261,8 +294,15 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _filter(text: str, where: str, variables: Mapping[str, list[str]]) -> str:
-    expanded = expand(text, variables, where)
+def _filter(
+    text: str,
+    where: str,
+    variables: Mapping[str, list[str]],
+    environments: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    from .environments import expand_environments
+
+    expanded = expand_environments(expand(text, variables, where), environments, where)
     try:
         query = parse(expanded)
     except KubetrailError as exc:
@@ -327,6 +367,17 @@ def _threshold(value: Any, where: str) -> Threshold | None:
     window = parse_duration(data.get("window"), f"{where}.window")
     by = _fields(_texts(data, "by", where), f"{where}.by")
     return Threshold(count, window, by)
+
+
+def _audit_errors(value: Any, where: str) -> int | None:
+    """``audit_errors: N`` (or ``true`` for 1): the least increase of the counter reported."""
+    if value is None:
+        return None
+    if value is True:
+        return 1
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise RuleError(f"{where}: expected true or a whole number of at least 1, got {value!r}")
+    return value
 
 
 def _first_seen(value: Any, where: str) -> FirstSeen | None:

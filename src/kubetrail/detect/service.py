@@ -10,14 +10,22 @@ from datetime import timedelta
 import pyarrow as pa
 from prometheus_client import CollectorRegistry
 
-from ..config import DetectConfig
+from ..config import DetectConfig, ServerConfig
 from ..store.base import Store
 from .coverage import check_rules
 from .detector import Detector, DetectorThread
+from .environments import cluster_environments, environment_clusters
 from .loader import RuleSet, load_ruleset
 from .sinks import DetectMetrics, Dispatcher, build_sink
 
 log = logging.getLogger("kubetrail.detect")
+
+
+def event_stores(store: Store) -> list[Store]:
+    """Every store that holds events: each file of a server whose clusters write to files of
+    their own (a :class:`~kubetrail.store.layout.RoutedStore`), else the store itself."""
+    stores = getattr(store, "stores", None)
+    return list(stores()) if callable(stores) else [store]
 
 
 def supports(store: Store) -> bool:
@@ -33,6 +41,8 @@ class DetectionService:
         store: the server's store (events and alerts).
         registry: the server's metrics registry.
         ruleset: rules to use instead of loading them from ``config``.
+        server: the server's settings: its clusters' environments resolve
+            ``environment=NAME`` in rules and are recorded with alerts.
     """
 
     def __init__(
@@ -41,6 +51,7 @@ class DetectionService:
         store: Store,
         registry: CollectorRegistry | None = None,
         ruleset: RuleSet | None = None,
+        server: ServerConfig | None = None,
     ) -> None:
         self.config = config
         self.ruleset = ruleset or load_ruleset(
@@ -48,6 +59,7 @@ class DetectionService:
             builtin=config.builtin,
             disabled=config.disabled,
             variables=config.variable_values(),
+            environments=environment_clusters(server) if server is not None else None,
         )
         self.warnings = self._check_policy()
         routes = [(build_sink(s), s) for s in config.sinks]
@@ -58,6 +70,8 @@ class DetectionService:
             self.ruleset.rules,
             notify=self.dispatcher,
             cooldown=timedelta(seconds=config.cooldown_seconds),
+            environments=cluster_environments(server) if server is not None else None,
+            event_stores=event_stores(store),
         )
         self.thread = DetectorThread(self.detector, interval=float(config.schedule_seconds))
 

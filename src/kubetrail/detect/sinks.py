@@ -108,7 +108,9 @@ class SlackSink(_HttpSink):
 
     def send(self, alert: StoredAlert) -> None:
         text = (
-            f"*[{alert.severity.upper()}] {alert.title}* ({alert.rule}, cluster {alert.cluster})\n"
+            f"*[{alert.severity.upper()}] {alert.title}* ({alert.rule}, cluster {alert.cluster}"
+            + (f", environment {alert.environment}" if alert.environment else "")
+            + ")\n"
             f"{alert.message}"
         )
         self._post(json.dumps({"text": text}).encode(), {})
@@ -128,14 +130,18 @@ def alertmanager_alert(alert: StoredAlert) -> dict[str, Any]:
     """An Alertmanager postableAlert: labels identify it, annotations describe it.
 
     ``endsAt`` is left out: Alertmanager then resolves the alert after its resolve_timeout.
+    ``environment`` is a label when the cluster has one (an empty label is no label).
     """
+    labels = {
+        "alertname": alert.rule,
+        "severity": alert.severity,
+        "cluster": alert.cluster,
+        "kubetrail_alert_id": alert.id,
+    }
+    if alert.environment:
+        labels["environment"] = alert.environment
     return {
-        "labels": {
-            "alertname": alert.rule,
-            "severity": alert.severity,
-            "cluster": alert.cluster,
-            "kubetrail_alert_id": alert.id,
-        },
+        "labels": labels,
         "annotations": {
             "summary": alert.title,
             "description": alert.message,

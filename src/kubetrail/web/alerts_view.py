@@ -18,7 +18,8 @@ def list_alerts(
     *,
     since: datetime | None = None,
     status: str | None = None,
-    cluster: str | None = None,
+    cluster: str | list[str] | None = None,
+    environment: str | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
     """The stored alerts, most recently seen first, as JSON-ready dicts.
@@ -26,7 +27,9 @@ def list_alerts(
     Raises:
         UsageError: an unknown status.
     """
-    alerts = alertstore.list_alerts(store, since=since, status=status, cluster=cluster, limit=limit)
+    alerts = alertstore.list_alerts(
+        store, since=since, status=status, cluster=cluster, environment=environment, limit=limit
+    )
     return [a.to_json() for a in alerts]
 
 

@@ -25,13 +25,16 @@ from .api_guard import api_route
 from .errors import error_response
 from .overview import build_overview
 from .queries import ndjson_lines, parse_limit, plain, result_dict, time_range
-from .scope import resolve_scope, selection_of
+from .scope import ReadScope, read_scope, selection_of
+from .stream_gaps import find_event, scope_gaps
 from .ui_context import HERE, in_thread, state
-from .ui_data import event_view, simulate_policy
+from .ui_data import simulate_policy
 
 MAX_POLICY_BYTES = 1024 * 1024
 #: The most rows one answer holds (an aggregation without ``limit`` is cut there too).
 MAX_ROWS = 10_000
+#: The clusters an export over "all clusters" left out (stored in files of their own).
+NOT_INCLUDED_HEADER = "X-Kubetrail-Not-Included"
 
 
 @api_route()
@@ -44,30 +47,46 @@ async def query(request: Request) -> Response:
     window = (
         time_range(params) if any(k in params for k in ("from", "to", "since", "range")) else None
     )
+    scope = read_scope(state(request).config, state(request).store, selection_of(params))
     result = await in_thread(
         run_query,
-        state(request).store,
+        scope.store,
         text,
         time_from=window.start if window else None,
         time_to=window.end if window else None,
-        cluster=resolve_scope(state(request).config, selection_of(params)),
+        cluster=scope.clusters,
         limit=parse_limit(params.get("limit"), MAX_ROWS)
         or (MAX_ROWS if parse(text).is_aggregate else None),
     )
     fmt = params.get("format", "json")
+    apart = _not_included_header(scope)
     if fmt == "ndjson":
         body = "".join(line + "\n" for line in ndjson_lines(result))
-        return Response(body, media_type="application/x-ndjson", headers=_attachment("jsonl"))
+        headers = _attachment("jsonl") | apart
+        return Response(body, media_type="application/x-ndjson", headers=headers)
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(result.columns)
         for row in result.rows():
             writer.writerow(_csv_cell(v) for v in row)
-        return Response(out.getvalue(), media_type="text/csv", headers=_attachment("csv"))
+        return Response(out.getvalue(), media_type="text/csv", headers=_attachment("csv") | apart)
     if fmt != "json":
         raise UsageError("format must be json, ndjson or csv")
-    return JSONResponse(result_dict(result))
+    return JSONResponse(result_dict(result) | _not_included(scope))
+
+
+def _not_included(scope: ReadScope) -> dict[str, Any]:
+    """``{"not_included": [...]}`` when "all clusters" left out clusters stored apart."""
+    if not scope.not_included:
+        return {}
+    return {"not_included": [a.as_dict() for a in scope.not_included]}
+
+
+def _not_included_header(scope: ReadScope) -> dict[str, str]:
+    if not scope.not_included:
+        return {}
+    return {NOT_INCLUDED_HEADER: ",".join(a.cluster for a in scope.not_included)}
 
 
 def _attachment(ext: str) -> dict[str, str]:
@@ -95,8 +114,10 @@ def _csv_cell(value: Any) -> Any:
 async def overview(request: Request) -> Response:
     """``GET /api/overview?range=&from=&to=&cluster=&environment=``: every widget with its query."""
     window = time_range(request.query_params)
-    scope = resolve_scope(state(request).config, selection_of(request.query_params))
-    data = await in_thread(build_overview, state(request).store, window, scope)
+    web = state(request)
+    scope = read_scope(web.config, web.store, selection_of(request.query_params))
+    data = await in_thread(build_overview, scope.store, window, scope.clusters)
+    gaps = await in_thread(scope_gaps, web.store, scope, window)
     panels = {
         key: {
             "title": p.widget.title,
@@ -118,15 +139,16 @@ async def overview(request: Request) -> Response:
             "time": [plain(t) for t in data.timechart["x"]],
             "series": data.timechart["series"],
         },
+        "gaps": gaps.as_dicts(),
         "elapsed_ms": round(data.elapsed_ms, 3),
-    }
+    } | _not_included(scope)
     return JSONResponse(body)
 
 
 @api_route()
 async def event(request: Request) -> Response:
     """``GET /api/events/{audit_id}``: every stored stage and the user's nearby requests."""
-    view = await in_thread(event_view, state(request).store, request.path_params["audit_id"])
+    view = await in_thread(find_event, state(request).store, request.path_params["audit_id"])
     if view is None:
         return error_response(404, "no stored event has this auditID")
     return JSONResponse(

@@ -15,19 +15,22 @@ from .api_guard import api_route
 from .auth import ADMIN
 from .errors import error_response
 from .queries import parse_limit
+from .scope import resolve_scope, selection_of
 from .ui_context import in_thread, state
 
 
 @api_route()
 async def list_alerts(request: Request) -> Response:
-    """``GET /api/alerts?status=&cluster=&since=&limit=``."""
+    """``GET /api/alerts?status=&cluster=|environment=&since=&limit=``: ``cluster=env:NAME`` or
+    ``environment=NAME`` keeps the alerts of the clusters the configuration labels NAME."""
     params = request.query_params
+    scope = resolve_scope(state(request).config, selection_of(params))
     alerts = await in_thread(
         alerts_view.list_alerts,
         state(request).store,
         since=parse_instant(params["since"]) if params.get("since") else None,
         status=params.get("status") or None,
-        cluster=params.get("cluster") or None,
+        cluster=scope,
         limit=parse_limit(params.get("limit"), 1000) or 100,
     )
     return JSONResponse({"alerts": alerts})

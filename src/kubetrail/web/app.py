@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from ..config import DetectConfig, ServerConfig
 from ..quarantine import Quarantine, quarantine_path
+from ..sources.apiserver_metrics import MetricsScraper, ScrapeMetrics, targets_of
 from ..store import open_store
 from ..store.base import Store
 from ..store.layout import RoutedStore
@@ -58,6 +59,7 @@ def create_app(
     """
     metrics = IngestMetrics()
     retention_metrics = RetentionMetrics(metrics.registry)
+    scrape_metrics = ScrapeMetrics(metrics.registry)
     auth = authenticator or Authenticator.from_config(config)
 
     @contextlib.asynccontextmanager
@@ -70,7 +72,7 @@ def create_app(
             from ..detect.service import DetectionService, supports
 
             if supports(opened):
-                detections = DetectionService(detect, opened, metrics.registry)
+                detections = DetectionService(detect, opened, metrics.registry, server=config)
                 detections.start()
             else:
                 log.warning("detections are off: this store cannot keep alerts")
@@ -81,6 +83,8 @@ def create_app(
         writer.start()
         scheduler = RetentionScheduler.for_server(opened, config, retention_metrics)
         scheduler.start()
+        scraper = MetricsScraper(opened, targets_of(config), scrape_metrics)
+        scraper.start()
         admission = Admission(config.limits.max_pending_batches)
         metrics.queue_capacity.set(admission.capacity)
         app.state.ingest = IngestState(
@@ -100,6 +104,7 @@ def create_app(
             # left (nothing admitted stays unanswered) and close the store.
             admission.draining = True
             await anyio.to_thread.run_sync(scheduler.stop)
+            await anyio.to_thread.run_sync(scraper.stop)
             await anyio.to_thread.run_sync(writer.stop, float(config.drain_seconds))
             if detections is not None:
                 await anyio.to_thread.run_sync(detections.stop)

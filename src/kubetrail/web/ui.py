@@ -25,6 +25,7 @@ from ..errors import KubetrailError
 from ..store.base import EVENTS_TABLE
 from .auth import ADMIN, VIEWER, AuthError
 from .queries import term
+from .scope import event_stores
 from .session import Session, check_form_csrf, login, web_principal
 from .ui_context import HERE, in_thread, state
 
@@ -128,13 +129,17 @@ def render(request: Request, template: str, context: dict[str, Any], status: int
 
 
 def clusters(request: Request) -> list[str]:
-    """The stored clusters (cached for a minute)."""
-    store = state(request).store
+    """The stored clusters of every store file, and the configured ones (cached for a minute)."""
+    web = state(request)
+    store = web.store
     cached = _CLUSTERS.get(id(store))
     if cached and cached[0] > time.monotonic():
         return cached[1]
     sql = exp.select("cluster").distinct().from_(EVENTS_TABLE).order_by("cluster").limit(500)
-    names = [str(c) for c in store.query(sql.sql(store.dialect)).column(0).to_pylist()]
+    found = {c.name for c in web.config.clusters}
+    for s in event_stores(store):
+        found.update(str(c) for c in s.query(sql.sql(s.dialect)).column(0).to_pylist())
+    names = sorted(found)
     _CLUSTERS[id(store)] = (time.monotonic() + 60, names)
     return names
 

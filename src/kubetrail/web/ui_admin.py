@@ -11,7 +11,8 @@ from ..policy.dbsim import parse_since
 from .alerts_view import STATUSES, list_alerts, set_status
 from .auth import ADMIN
 from .queries import RANGES, TimeRange, and_terms, term
-from .ui import clusters, page, render
+from .scope import ENV_PREFIX, environments, resolve_scope
+from .ui import clusters, error_page, page, render
 from .ui_context import in_thread, state
 from .ui_data import simulate_policy
 from .ui_pages import search_url
@@ -21,13 +22,18 @@ MAX_POLICY_BYTES = 1024 * 1024
 
 @page()
 async def alerts(request: Request) -> Response:
-    """``/ui/alerts?status=``: severity, rule, first/last seen, count; links to the events."""
+    """``/ui/alerts?status=&cluster=``: severity, rule, environment, first/last seen, count;
+    links to the events. ``cluster`` is a cluster or ``env:NAME``."""
     status = request.query_params.get("status") or None
     if status is not None and status not in STATUSES:
         status = None
     cluster = request.query_params.get("cluster") or None
+    try:
+        scope = resolve_scope(state(request).config, cluster)
+    except UsageError as exc:
+        return error_page(request, exc)
     rows = await in_thread(
-        list_alerts, state(request).store, status=status, cluster=cluster, limit=200
+        list_alerts, state(request).store, status=status, cluster=scope, limit=200
     )
     for alert in rows:
         ids = alert["auditIDs"][:50]
@@ -38,6 +44,9 @@ async def alerts(request: Request) -> Response:
         )
     context = {
         "clusters": clusters(request),
+        "environments": environments(state(request).config),
+        "cluster": cluster or "",
+        "env_prefix": ENV_PREFIX,
         "alerts": rows,
         "status": status or "",
         "statuses": STATUSES,

@@ -13,7 +13,6 @@ from starlette.routing import Route
 from ..errors import KubetrailError, ParseError, QueryError, StoreError, UsageError
 from ..query import parse
 from ..query.runner import QueryResult, parse_duration, run_query
-from ..store.gaps import Gap, find_gaps
 from .alerts_view import list_alerts
 from .overview import build_overview
 from .queries import (
@@ -25,11 +24,12 @@ from .queries import (
     term,
     time_range,
 )
-from .scope import ENV_PREFIX, environments, resolve_scope
+from .scope import ENV_PREFIX, ReadScope, environments, read_scope
+from .stream_gaps import find_event, scope_gaps
 from .ui import clusters, error_page, page, render
 from .ui import fmt as _fmt
 from .ui_context import in_thread, state
-from .ui_data import event_view, run_identity
+from .ui_data import run_identity
 
 LISTING_FIELDS = ("time", "cluster", "user", "verb", "resource", "namespace", "name", "code")
 LISTING_LIMIT = 100
@@ -42,15 +42,14 @@ def _cluster(request: Request) -> str | None:
     return request.query_params.get("cluster") or None
 
 
-def _scope(request: Request) -> str | list[str] | None:
-    """The clusters the selection stands for (what queries filter on)."""
-    return resolve_scope(state(request).config, _cluster(request))
+def _scope(request: Request) -> ReadScope:
+    """The store file and clusters the selection stands for (what queries read and filter on).
 
-
-def _one_cluster(request: Request) -> str | None:
-    """The selected cluster when it is exactly one (the alert list filters on one or none)."""
-    scope = _scope(request)
-    return scope if isinstance(scope, str) else None
+    Raises:
+        UsageError: an unknown environment, or one stored in several files.
+    """
+    web = state(request)
+    return read_scope(web.config, web.store, _cluster(request))
 
 
 def search_url(query: str, window: TimeRange, cluster: str | None) -> str:
@@ -61,9 +60,12 @@ def search_url(query: str, window: TimeRange, cluster: str | None) -> str:
     return "/ui/search?" + urlencode(params)
 
 
-def _frame(request: Request, window: TimeRange) -> dict[str, Any]:
+def _frame(
+    request: Request, window: TimeRange, scope: ReadScope | None = None
+) -> dict[str, Any]:
     cluster = _cluster(request)
     return {
+        "not_included": [a.as_dict() for a in scope.not_included] if scope else [],
         "clusters": clusters(request),
         "environments": environments(state(request).config),
         "env_prefix": ENV_PREFIX,
@@ -87,16 +89,14 @@ async def overview(request: Request) -> Response:
         scope = _scope(request)
     except UsageError as exc:
         return error_page(request, exc)
-    data = await in_thread(build_overview, web.store, window, scope)
+    data = await in_thread(build_overview, scope.store, window, scope.clusters)
     try:
         alerts: list[dict[str, Any]] | None = await in_thread(
-            list_alerts, web.store, cluster=_one_cluster(request), limit=10
+            list_alerts, web.store, cluster=scope.clusters, limit=10
         )
-        if alerts is not None and isinstance(scope, list):
-            alerts = [a for a in alerts if a.get("cluster") in scope]
     except StoreError:  # e.g. a read-only store without the alerts table: show the rest
         alerts = None
-    gaps = await in_thread(_gaps, web.store, scope, window)
+    gaps = await in_thread(scope_gaps, web.store, scope, window)
     verbs = sorted({v for counts in data.actions.values() for v in counts})
     chart = {
         "kind": "timeseries",
@@ -105,26 +105,17 @@ async def overview(request: Request) -> Response:
         "link": _bucket_link("", "verb", window, _cluster(request)),
     }
     context = {
-        **_frame(request, window),
+        **_frame(request, window, scope),
         "data": data,
         "alerts": alerts,
-        "gaps": gaps,
+        "gaps": gaps.silences,
+        "audit_errors": gaps.audit_errors,
         "verbs": [v for v in ("create", "update", "patch", "delete") if v in verbs],
         "status_max": max([n for _, _, n in data.status] + [1]),
         "chart_json": script_json(chart),
         "chart_query": data.timechart["query"],
     }
     return render(request, "overview.html", context)
-
-
-def _gaps(store: Any, scope: str | list[str] | None, window: TimeRange) -> list[Gap]:
-    """Quiet stretches of each selected cluster in the range (issue 9); one still open at the
-    end of the range ends there."""
-    end = window.end or window.now
-    found = find_gaps(store, scope if isinstance(scope, str) else None, window.start, now=end)
-    if isinstance(scope, list):
-        found = [g for g in found if g.cluster in scope]
-    return [g for g in found if end is None or g.end <= end]
 
 
 def script_json(value: Any) -> str:
@@ -208,8 +199,7 @@ async def search(request: Request) -> Response:
     except UsageError as exc:
         return error_page(request, exc)
     flt, stages = split_filter(text)
-    context: dict[str, Any] = {**_frame(request, window), "q": text, "error": None}
-    web = state(request)
+    context: dict[str, Any] = {**_frame(request, window, scope), "q": text, "error": None}
     try:
         parsed = parse(text)
         listing = not stages
@@ -219,22 +209,22 @@ async def search(request: Request) -> Response:
             run_text = f"{flt} | fields {', '.join(shown)}, id"
         result = await in_thread(
             run_query,
-            web.store,
+            scope.store,
             run_text,
             time_from=window.start,
             time_to=window.end,
-            cluster=scope,
+            cluster=scope.clusters,
             limit=LISTING_LIMIT if listing else AGGREGATE_LIMIT,
         )
         histogram = None
         if listing or not parsed.is_aggregate:
             histogram = await in_thread(
                 run_query,
-                web.store,
+                scope.store,
                 f"{flt} | timechart span={window.span()} count()",
                 time_from=window.start,
                 time_to=window.end,
-                cluster=scope,
+                cluster=scope.clusters,
             )
     except ParseError as exc:
         context["error"] = {
@@ -286,7 +276,7 @@ async def search(request: Request) -> Response:
 async def event(request: Request) -> Response:
     """``/ui/event/{audit_id}``: every field, the bodies, other stages, nearby requests."""
     audit_id = request.path_params["audit_id"]
-    view = await in_thread(event_view, state(request).store, audit_id)
+    view = await in_thread(find_event, state(request).store, audit_id)
     if view is None:
         return render(
             request, "error.html", {"message": f"no stored event has auditID {audit_id}"}, 404
@@ -323,9 +313,9 @@ async def identity(request: Request) -> Response:
         scope = _scope(request)
     except UsageError as exc:
         return error_page(request, exc)
-    results = await in_thread(run_identity, state(request).store, user, window, scope)
+    results = await in_thread(run_identity, scope.store, user, window, scope.clusters)
     context = {
-        **_frame(request, window),
+        **_frame(request, window, scope),
         "who": user,
         "who_term": term("user", user),
         "results": results,
