@@ -179,7 +179,11 @@ class ClickHouseStore:
             return WriteResult(0, 0)
         table = pa.concat_tables(chunks)
         received = table.num_rows
-        table = whole = _first_of_each_key(table)
+        table = _first_of_each_key(table)
+        # The batch id comes from the batch record, as in the embedded store (the pipeline
+        # leaves the column empty); verify names batches of unchained events by it.
+        ids = pa.repeat(pa.scalar(meta.batch_id, pa.string()), table.num_rows)
+        table = whole = table.set_column(table.schema.get_field_index("batch_id"), "batch_id", ids)
         times = table.column("request_received")
         lo, hi = pc.min(times).as_py(), pc.max(times).as_py()
         with _translated("cannot write the batch"):
