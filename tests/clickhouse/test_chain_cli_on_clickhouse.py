@@ -92,3 +92,24 @@ def test_retention_apply_on_a_url(filled: tuple[ClickHouseStore, str]) -> None:
     assert json.loads(verified.output)["clusters"]["dev"]["removed_events"] == 2 * PER_DAY
     capped = run("retention", "apply", "--db", url, "--max-size", "1GB")
     assert capped.exit_code == 1 and "size caps" in capped.output
+
+
+def test_the_server_schedule_applies_recorded_retention(
+    filled: tuple[ClickHouseStore, str],
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from kubetrail.config import ClusterConfig, RetentionConfig, ServerConfig
+    from kubetrail.store.verify import verify_store
+    from kubetrail.web.retention import RetentionMetrics, RetentionScheduler
+
+    store, url = filled
+    config = ServerConfig(db=url)
+    config.retention = RetentionConfig(default="1d", interval="1h")
+    config.clusters = [ClusterConfig(name="prod", retention="100000d")]
+    metrics = RetentionMetrics(CollectorRegistry())
+    scheduler = RetentionScheduler.for_server(store, config, metrics)
+    scheduler.run_once()  # the real clock: every dev event is years old, prod's are kept
+    assert store.count("dev") == 0 and store.count("prod") == 4 * PER_DAY
+    assert metrics.removed.labels("dev")._value.get() == 4 * PER_DAY
+    assert verify_store(store).ok

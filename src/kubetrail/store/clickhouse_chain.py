@@ -294,7 +294,10 @@ def record_batch(store: ClickHouseStore, meta: BatchMeta, table: pa.Table) -> Ch
 
 
 def ensure_table(store: ClickHouseStore) -> None:
-    """Create the chain table when missing (collectors of an older store add it on start)."""
+    """Create the chain table when missing: ``store init`` creates it with the other tables;
+    a store made before the chain gets it from its first collector."""
+    if table_exists(store):
+        return
     with _translated("cannot create the chain table"):
         store._client.command(chain_ddl(store.database, store.cluster))
 
