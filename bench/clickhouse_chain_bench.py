@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import clickhouse_connect
 import psutil
 import pyarrow as pa
 
@@ -47,6 +48,12 @@ from clickhouse_bench import events_file  # noqa: E402
 _RECORD = clickhouse_chain.record_batch
 
 
+def _drop(url: str, database: str) -> None:
+    client = clickhouse_connect.get_client(dsn=url)
+    client.command(f"DROP DATABASE IF EXISTS {database}")
+    client.close()
+
+
 def _cpu(process: psutil.Process | None) -> float:
     if process is None:
         return 0.0
@@ -57,9 +64,7 @@ def _cpu(process: psutil.Process | None) -> float:
 def ingest(url: str, path: Path, chain: bool, server: psutil.Process | None) -> dict[str, float]:
     """Ingest ``path`` into a fresh database with the chain on or off."""
     database = f"chainbench_{'on' if chain else 'off'}"
-    store = ClickHouseStore(url, database="default", create=False)
-    store._client.command(f"DROP DATABASE IF EXISTS {database}")
-    store.close()
+    _drop(url, database)
     store = ClickHouseStore(url, database=database)
     clickhouse_chain.record_batch = _RECORD if chain else (lambda *a, **k: None)  # type: ignore[assignment]
     try:
@@ -90,9 +95,7 @@ def small_batches(path: Path, size: int, limit: int = 40_000) -> list[pa.Table]:
 def write_small(url: str, tables: list[pa.Table], chain: bool) -> dict[str, float]:
     """Write webhook-sized batches one by one into a fresh database."""
     database = f"chainbench_small_{'on' if chain else 'off'}"
-    store = ClickHouseStore(url, database="default", create=False)
-    store._client.command(f"DROP DATABASE IF EXISTS {database}")
-    store.close()
+    _drop(url, database)
     store = ClickHouseStore(url, database=database)
     clickhouse_chain.record_batch = _RECORD if chain else (lambda *a, **k: None)  # type: ignore[assignment]
     try:
