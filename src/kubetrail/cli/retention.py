@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -89,7 +90,7 @@ def apply(
         policy = RetentionPolicy(
             layout.policy.default, {**layout.policy.clusters, **overrides}, layout.policy.max_size
         )
-        store = open_location(layout.path) if is_url(layout.path) else open_store(layout.path)
+        store: Any = open_location(layout.path) if is_url(layout.path) else open_store(layout.path)
         try:
             reports.append(apply_retention(store, policy, now=now, dry_run=dry_run))
         finally:

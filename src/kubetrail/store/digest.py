@@ -159,7 +159,7 @@ def _check_one(
     cluster: str,
     path: Path,
     previous: Path | None,
-    chain: dict[int, Any],
+    chain: dict[Any, Any],
     public_key: Ed25519PublicKey,
 ) -> list[Problem]:
     def problem(detail: str, seq: int | None = None) -> Problem:
