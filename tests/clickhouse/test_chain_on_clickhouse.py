@@ -281,8 +281,8 @@ def test_digest_is_framed_and_canonical() -> None:
         }
     )
     expected = hashlib.sha256(
-        b"kubetrail-events-ch-v1\n" + (7).to_bytes(4, "big") + b'{"a":1}'
-        + (2).to_bytes(4, "big") + b"{}"
+        b"kubetrail-events-ch-v1\n" + b'{"a":1}' + b"{}"
+        + (7).to_bytes(4, "big") + (2).to_bytes(4, "big") + (2).to_bytes(8, "big")
     ).hexdigest()  # fmt: skip
     assert events_digest(one) == expected
     assert events_digest(one.take([1, 0])) == expected

@@ -13,11 +13,14 @@ store a retried batch (check-before-insert races), ClickHouse keeps one copy (in
 ``ReplacingMergeTree`` merges), and whichever copy survives must satisfy both records. So a
 record holds the batch's keys (Arrow IPC, zstd, base64 in ``keys``) and the SHA-256 of
 
-    b"kubetrail-events-ch-v1\\n" ‖ for each event in (request time, auditID, stage) order:
-    length of its stored JSON (4 bytes, big-endian) ‖ the stored JSON
+    b"kubetrail-events-ch-v1\\n"
+    bytes        the stored JSON of each event, in (request time, auditID, stage) order
+    lengths      the UTF-8 length of each, 4 bytes big-endian, in the same order
+    count        8 bytes, big-endian
 
-(length and bytes interleaved, unlike the embedded store's version 1, so that ``verify`` can
-hash a cluster's events as they stream out of ClickHouse in key order). The record covers every
+(the embedded store's version 1 with the framing moved after the bytes, so that ``verify`` can
+hash a cluster's events as they stream out of ClickHouse in key order, keeping only their
+lengths; the lengths and the count still make the split unambiguous). The record covers every
 event of the batch, including those found already stored: a collector that stored the events
 and died before its record is healed by the retry's record.
 
@@ -35,7 +38,7 @@ import socket
 import threading
 import uuid
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -45,7 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .base import BatchMeta
-from .integrity import GENESIS, KIND_BATCH, ChainRecord
+from .integrity import GENESIS, KIND_BATCH, ChainRecord, _in_order, _offsets
 
 if TYPE_CHECKING:
     from .clickhouse import ClickHouseStore
@@ -113,36 +116,53 @@ def chain_ddl(database: str, cluster: str | None = None) -> str:
 def events_digest(table: pa.Table) -> str:
     """SHA-256 of a batch's events in the ClickHouse chain's canonical form (module docstring).
 
+    Hashes slices of the Arrow buffers in place: no copy of the JSON, even out of order.
+
     Args:
         table: the batch's events with ``request_received``, ``audit_id``, ``stage``, ``raw``.
     """
     order = pc.sort_indices(table.select(["request_received", "audit_id", "stage"]), _SORT_KEYS)
-    raw = table.column("raw")
-    positions = order.to_numpy()
-    if len(positions) and not (positions[0] == 0 and bool((np.diff(positions) == 1).all())):
-        raw = pc.take(raw, order)  # not in key order already (usually it is: no copy)
-    digest = hashlib.sha256(HEADER)
-    for view in framed(raw):
-        digest.update(view)
+    digest = StreamDigest()
+    digest.update(table.column("raw"), order.to_numpy())
     return digest.hexdigest()
 
 
-def framed(raw: pa.Array | pa.ChunkedArray) -> Iterator[memoryview]:
-    """The bytes ``length ‖ JSON`` of each value in order, as one buffer per chunk."""
-    chunks = raw.chunks if isinstance(raw, pa.ChunkedArray) else [raw]
-    for chunk in chunks:
-        if len(chunk) == 0:
-            continue
-        chunk = chunk.cast(pa.binary()) if chunk.type != pa.binary() else chunk
-        chunk = pc.fill_null(chunk, b"")
-        lengths = pc.binary_length(chunk).to_numpy(zero_copy_only=False).astype(">u4")
-        prefix = pa.FixedSizeBinaryArray.from_buffers(
-            pa.binary(4), len(lengths), [None, pa.py_buffer(lengths.tobytes())]
-        ).cast(pa.binary())
-        joined = pc.binary_join_element_wise(prefix, chunk, b"")
-        offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)
-        start, end = offsets[joined.offset], offsets[joined.offset + len(joined)]
-        yield memoryview(joined.buffers()[2])[start:end]
+class StreamDigest:
+    """The canonical digest of events fed in order, a few at a time (``verify`` streams)."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256(HEADER)
+        self._lengths: list[np.ndarray] = []
+        self.count = 0
+
+    def update(self, raw: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> None:
+        """Add the events at ``rows`` (positions in ``raw``, in key order)."""
+        if len(rows) == 0:
+            return
+        if not isinstance(raw, pa.ChunkedArray):
+            raw = pa.chunked_array([raw])
+        chunks = [_as_binary(c) for c in raw.chunks if len(c)]
+        for view in _in_order(chunks, rows):
+            self._sha.update(view)
+        lengths = np.concatenate([np.diff(_offsets(c)) for c in chunks])[rows]
+        self._lengths.append(lengths.astype(">u4"))
+        self.count += len(rows)
+
+    def hexdigest(self) -> str:
+        """The digest of everything added."""
+        sha = self._sha.copy()
+        for lengths in self._lengths:
+            sha.update(lengths.tobytes())
+        sha.update(self.count.to_bytes(8, "big"))
+        return sha.hexdigest()
+
+
+def _as_binary(chunk: pa.Array) -> pa.Array:
+    if chunk.null_count:
+        chunk = pc.fill_null(chunk, "" if pa.types.is_string(chunk.type) else b"")
+    if chunk.type in (pa.large_string(), pa.large_binary()):
+        chunk = chunk.cast(pa.binary())
+    return chunk
 
 
 def encode_keys(table: pa.Table) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +33,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .clickhouse_chain import (
-    HEADER,
     StoredRecord,
+    StreamDigest,
     chain_clusters,
     decode_keys,
     events_ttl,
-    framed,
     key_strings,
     keys_sha256,
     read_records,
@@ -98,8 +97,12 @@ class _Live:
     """A live batch record while the events stream past."""
 
     stored: StoredRecord
-    digest: Any
-    found: int = 0
+    digest: StreamDigest = field(default_factory=StreamDigest)
+
+    @property
+    def found(self) -> int:
+        """Events of the record found so far."""
+        return self.digest.count
 
 
 def _verify_cluster(
@@ -129,7 +132,7 @@ def _verify_cluster(
     result.batches = len(live)
     live_keys = _key_index(cluster, live, problems)
     gone_keys = _key_index(cluster, gone, [])
-    states = [_Live(s, hashlib.sha256(HEADER)) for s in live]
+    states = [_Live(s) for s in live]
     outside: dict[str | None, list[Any]] = {}
     after: dict[int, int] = {}
     for block in _stream(store, cluster):
@@ -313,11 +316,7 @@ def _hash(states: list[_Live], raw: Any, rows: np.ndarray, recs: np.ndarray) -> 
         return
     breaks = np.flatnonzero(np.diff(recs)) + 1
     for start, end in zip(np.r_[0, breaks], np.r_[breaks, len(recs)], strict=True):
-        state = states[int(recs[start])]
-        taken = pc.take(raw, pa.array(rows[start:end]))
-        for view in framed(taken):
-            state.digest.update(view)
-        state.found += int(end - start)
+        states[int(recs[start])].digest.update(raw, rows[start:end])
 
 
 def _note_outside(outside: dict[str | None, list[Any]], rows: pa.Table) -> None:
