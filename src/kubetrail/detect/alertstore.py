@@ -244,7 +244,9 @@ def _put_rows(store: Store, table: str, rows: list[dict[str, Any]]) -> None:
         store.insert_rows(table, columns, values)  # type: ignore[attr-defined]
         return
     lists = {"tags", "audit_ids"}
-    selects = ", ".join("unnest(?, max_depth := 1)" if c in lists else "unnest(?)" for c in columns)
+    selects = ", ".join(
+        "unnest(?, max_depth := 1)" if c in lists else "unnest(?)" for c in columns
+    )
     store.query(
         f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) SELECT {selects} "
         f"RETURNING {columns[0]}",

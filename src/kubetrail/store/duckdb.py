@@ -170,7 +170,8 @@ class DuckDBStore:
                 else ""
             )
             raise StoreError(
-                f"{self.path}: schema version {found}, this kubetrail reads {SCHEMA_VERSION}" + hint
+                f"{self.path}: schema version {found}, this kubetrail reads {SCHEMA_VERSION}"
+                + hint
             )
 
     def _upgrade_from_1(self) -> None:

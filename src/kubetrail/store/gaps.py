@@ -30,7 +30,6 @@ MIN_GAP = timedelta(minutes=10)
 FACTOR = 10.0
 _MINUTE = timedelta(minutes=1)
 
-
 @dataclass(frozen=True)
 class Gap:
     """A quiet stretch of one cluster.
