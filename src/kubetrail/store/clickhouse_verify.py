@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 from .clickhouse_chain import (
     StoredRecord,
     StreamDigest,
+    Values,
     chain_clusters,
     decode_keys,
     events_ttl,
@@ -314,9 +315,10 @@ def _hash(states: list[_Live], raw: Any, rows: np.ndarray, recs: np.ndarray) -> 
     """Feed each record its rows of the block, in block (= key) order."""
     if not len(rows):
         return
+    values = Values(raw)
     breaks = np.flatnonzero(np.diff(recs)) + 1
     for start, end in zip(np.r_[0, breaks], np.r_[breaks, len(recs)], strict=True):
-        states[int(recs[start])].digest.update(raw, rows[start:end])
+        states[int(recs[start])].digest.update(values, rows[start:end])
 
 
 def _note_outside(outside: dict[str | None, list[Any]], rows: pa.Table) -> None:
