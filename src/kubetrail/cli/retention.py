@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -11,6 +12,7 @@ from ..config import load_config
 from ..errors import ConfigError
 from ..store import open_store
 from ..store.layout import store_layouts
+from ..store.location import is_url, open_location
 from ..store.retention import RetentionPolicy, apply_retention, parse_duration, parse_size
 from .options import DEFAULT_DB, format_option, handle_errors, print_json
 
@@ -22,7 +24,12 @@ def retention() -> None:
 
 @retention.command("apply")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
-@click.option("--db", "db_path", envvar="KUBETRAIL_DB", help="Main store file (env KUBETRAIL_DB).")
+@click.option(
+    "--db",
+    "db_path",
+    envvar="KUBETRAIL_DB",
+    help="Main store: a file or a clickhouse://host:8123/db URL (env KUBETRAIL_DB).",
+)
 @click.option("--dry-run", is_flag=True, help="Report what would be removed; change nothing.")
 @click.option("--default", "default", metavar="DURATION", help="Retention of other clusters.")
 @click.option(
@@ -78,12 +85,12 @@ def apply(
     config.retention.max_size = max_size or config.retention.max_size
     reports = []
     for layout in store_layouts(config):
-        if not Path(layout.path).exists():
+        if not is_url(layout.path) and not Path(layout.path).exists():
             continue  # a cluster that never wrote: nothing to remove, and no file to create
         policy = RetentionPolicy(
             layout.policy.default, {**layout.policy.clusters, **overrides}, layout.policy.max_size
         )
-        store = open_store(layout.path)
+        store: Any = open_location(layout.path) if is_url(layout.path) else open_store(layout.path)
         try:
             reports.append(apply_retention(store, policy, now=now, dry_run=dry_run))
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from cryptography.hazmat.primitives import serialization
@@ -20,6 +21,7 @@ from ..store.digest import (
     load_or_create_key,
 )
 from ..store.layout import store_layouts
+from ..store.location import is_url, open_location, sidecar_base
 from ..store.retention import RetentionPolicy
 from ..store.verify import VerifyReport, verify_store
 from .options import DEFAULT_DB, db_option, format_option, handle_errors, print_json
@@ -50,7 +52,8 @@ from .options import DEFAULT_DB, db_option, format_option, handle_errors, print_
     "--key",
     "key_path",
     type=click.Path(dir_okay=False),
-    help="Ed25519 signing key (PEM) [default: <db>.signing-key.pem, created if missing].",
+    help="Ed25519 signing key (PEM) [default: <db>.signing-key.pem, created if missing; "
+    "for ClickHouse clickhouse-<database>.signing-key.pem].",
 )
 @click.option(
     "--public-key",
@@ -90,9 +93,12 @@ def verify(
         else:
             server.db = db_path
         policy = _policy_of(server, db_path)
-    if not Path(db_path).exists():
+    if is_url(db_path):
+        store: Any = open_location(db_path, read_only=True)
+    elif not Path(db_path).exists():
         raise StoreError(f"{db_path}: no such store")
-    store = open_store(db_path, read_only=True)
+    else:
+        store = open_store(db_path, read_only=True)
     try:
         report = verify_store(store, cluster, policy=policy, deep=deep)
         if digests_dir is not None:
@@ -102,7 +108,7 @@ def verify(
         store.close()
     written = []
     if export_dir is not None and report.ok:
-        key = load_or_create_key(Path(key_path) if key_path else key_path_for(db_path))
+        key = load_or_create_key(Path(key_path) if key_path else _default_key(db_path))
         written = export_digests(report, Path(export_dir), key)
     if output_format == "json":
         body = report.as_dict()
@@ -117,9 +123,16 @@ def verify(
 
 def _policy_of(server: ServerConfig, db_path: str) -> RetentionPolicy:
     for layout in store_layouts(server):
-        if Path(layout.path).resolve() == Path(db_path).resolve():
+        if is_url(db_path) and layout.path == db_path:
+            return layout.policy
+        if not is_url(db_path) and Path(layout.path).resolve() == Path(db_path).resolve():
             return layout.policy
     return RetentionPolicy()
+
+
+def _default_key(db_path: str) -> Path:
+    """``<db>.signing-key.pem``; for ClickHouse ``clickhouse-<database>.signing-key.pem``."""
+    return key_path_for(sidecar_base(db_path) if is_url(db_path) else db_path)
 
 
 def _public_key(
@@ -128,7 +141,7 @@ def _public_key(
     if public_key_path:
         data = Path(public_key_path).read_bytes()
     else:
-        private = Path(key_path) if key_path else key_path_for(db_path)
+        private = Path(key_path) if key_path else _default_key(db_path)
         if private.exists():
             return load_or_create_key(private).public_key()
         data = (folder / PUBLIC_KEY_FILE).read_bytes()

@@ -45,6 +45,7 @@ from clickhouse_connect.driver.external import ExternalData
 
 from ..errors import ConfigError, StoreError
 from ..model.schema import COLUMN_NAMES, EVENT_SCHEMA
+from . import clickhouse_chain
 from .base import EVENTS_TABLE, BatchMeta, StoreStats, WriteResult
 from .clickhouse_arrow import bind_positional, empty_arrow, to_arrow
 from .clickhouse_schema import SCHEMA_VERSION, retention_ddl, schema_ddl
@@ -179,6 +180,10 @@ class ClickHouseStore:
         table = pa.concat_tables(chunks)
         received = table.num_rows
         table = _first_of_each_key(table)
+        # The batch id comes from the batch record, as in the embedded store (the pipeline
+        # leaves the column empty); verify names batches of unchained events by it.
+        ids = pa.repeat(pa.scalar(meta.batch_id, pa.string()), table.num_rows)
+        table = whole = table.set_column(table.schema.get_field_index("batch_id"), "batch_id", ids)
         times = table.column("request_received")
         lo, hi = pc.min(times).as_py(), pc.max(times).as_py()
         with _translated("cannot write the batch"):
@@ -195,6 +200,7 @@ class ClickHouseStore:
             row = [meta.batch_id, meta.cluster, meta.source, received, stored]
             row += [received - stored, lo, hi, datetime.now(UTC)]
             self._client.insert(f"{self.database}.batches", [row])
+        clickhouse_chain.record_batch(self, meta, whole)  # after the events: see that module
         return WriteResult(stored=stored, duplicates=received - stored)
 
     def _without_stored(

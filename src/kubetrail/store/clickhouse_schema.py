@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from ..errors import ConfigError
 from ..model.schema import EVENT_SCHEMA
+from .clickhouse_chain import chain_ddl
 
 SCHEMA_VERSION = 2
 #: The retention key for every cluster without a retention of its own.
@@ -187,6 +188,7 @@ def schema_ddl(
                 f"CREATE TABLE IF NOT EXISTS {db}.{table}{on} AS {db}.{local}\n"
                 f"ENGINE = Distributed({_ident(cluster)}, {db}, {local}, {key})"
             )
+    statements.append(chain_ddl(database, cluster))  # the hash chain (clickhouse_chain.py)
     statements.append(version)
     return statements
 

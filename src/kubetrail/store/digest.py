@@ -130,6 +130,8 @@ def export_digests(
             "public_key_sha256": _fingerprint(key.public_key()),
             "signature_algorithm": "Ed25519",
         }
+        if result.heads:  # ClickHouse: one chain per writer; sign every head
+            body["chain_heads"] = {w: {"seq": q, "hash": h} for w, (q, h) in result.heads.items()}
         body["signature"] = base64.b64encode(key.sign(_canonical(body))).decode()
         path = folder / f"{cluster}-{now:%Y%m%dT%H%M%S%fZ}.json"
         path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
@@ -145,7 +147,7 @@ def check_digests(
     problems: list[Problem] = []
     for folder in sorted(p for p in digest_dir.iterdir() if p.is_dir()):
         cluster = folder.name
-        chain = {r.seq: r for r in store.chain_records(cluster)}
+        chain = _chain_of(store, cluster)
         previous: Path | None = None
         for path in _digest_files(folder):
             problems += _check_one(cluster, path, previous, chain, public_key)
@@ -157,7 +159,7 @@ def _check_one(
     cluster: str,
     path: Path,
     previous: Path | None,
-    chain: dict[int, Any],
+    chain: dict[Any, Any],
     public_key: Ed25519PublicKey,
 ) -> list[Problem]:
     def problem(detail: str, seq: int | None = None) -> Problem:
@@ -174,13 +176,40 @@ def _check_one(
     if (body.get("previous_digest_file"), body.get("previous_digest_sha256")) != expected:
         found.append(problem("does not link to the digest file before it"))
     seq, head = body.get("chain_head_seq"), body.get("chain_head_hash")
-    if isinstance(seq, int) and seq >= 0:
+    heads = body.get("chain_heads")
+    if isinstance(heads, dict):
+        for writer, signed in sorted(heads.items()):
+            record = chain.get((writer, signed.get("seq")))
+            if record is None:
+                found.append(
+                    problem(
+                        f"writer {writer}: the chain no longer has record "
+                        f"{signed.get('seq')} (truncated or deleted?)"
+                    )
+                )
+            elif record.record_hash != signed.get("hash"):
+                found.append(
+                    problem(
+                        f"writer {writer}: record {signed.get('seq')} differs from the signed head"
+                    )
+                )
+    elif isinstance(seq, int) and seq >= 0:
         record = chain.get(seq)
         if record is None:
             found.append(problem(f"the chain no longer has record {seq} (truncated?)", seq))
         elif record.record_hash != head:
             found.append(problem(f"chain record {seq} differs from the signed head", seq))
     return found
+
+
+def _chain_of(store: ChainStore, cluster: str) -> dict[Any, Any]:
+    """A cluster's records by seq (embedded store) or by (writer, seq) (ClickHouse)."""
+    if getattr(store, "dialect", None) == "clickhouse":
+        from .clickhouse_chain import read_records
+
+        stored = read_records(store, cluster, with_keys=False)  # type: ignore[arg-type]
+        return {(s.writer, s.record.seq): s.record for s in stored}
+    return {r.seq: r for r in store.chain_records(cluster)}
 
 
 def _digest_files(folder: Path) -> list[Path]:

@@ -191,8 +191,11 @@ def apply_retention(
 ) -> RetentionReport:
     """Remove every cluster's batches older than its retention, then enforce the size cap.
 
+    On ClickHouse this is :func:`kubetrail.store.clickhouse_retention.apply_clickhouse_retention`
+    (removal by a time bound, recorded in a chain of the run's own; no size caps).
+
     Args:
-        store: the store (one file: per-cluster stores are separate calls).
+        store: the store (one file: per-cluster stores are separate calls), or a ClickHouse store.
         policy: retention per cluster and the size cap.
         now: the current time (naive UTC or aware); default the clock. Tests pass a fake one.
         dry_run: report what would go, change nothing.
@@ -201,6 +204,16 @@ def apply_retention(
     Returns:
         What was removed (or would be), per cluster, with counts, time ranges and bytes.
     """
+    if getattr(store, "dialect", None) == "clickhouse":
+        from .clickhouse_retention import apply_clickhouse_retention
+
+        return apply_clickhouse_retention(
+            store,  # type: ignore[arg-type]
+            policy,
+            now=now,
+            dry_run=dry_run,
+            actor=actor,
+        )
     now = _naive_utc(now or datetime.now(UTC))
     store.checkpoint()  # so that the used blocks count what is stored, not the WAL
     used = store.used_bytes()

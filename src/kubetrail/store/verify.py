@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
+from ..errors import StoreError
 from .integrity import (
     GENESIS,
     KIND_BATCH,
@@ -154,6 +155,8 @@ class ClusterResult:
     removed_events: int = 0
     head: str = GENESIS
     head_seq: int = -1
+    #: ClickHouse: the head (sequence number, hash) of each writer's chain of the cluster.
+    heads: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -201,7 +204,8 @@ def verify_store(
     """Recompute the chain and the event digests of one cluster or of every cluster.
 
     Args:
-        store: an engine with the chain (the embedded DuckDB store).
+        store: an engine with the chain: the embedded DuckDB store, or a ClickHouse store
+            (one chain per cluster and writer: :mod:`kubetrail.store.clickhouse_verify`).
         cluster: only this cluster; default every cluster with a chain or events.
         policy: the configured retention; when given, removal records are checked against it.
         now: the current time (naive UTC), for the check that no record is from the future.
@@ -212,6 +216,12 @@ def verify_store(
     Returns:
         The report; ``report.ok`` is false when anything failed.
     """
+    if getattr(store, "dialect", None) == "clickhouse":
+        from .clickhouse_verify import verify_clickhouse
+
+        if deep:
+            raise StoreError("verify --deep is not available on ClickHouse stores yet")
+        return verify_clickhouse(store, cluster, policy=policy, now=now)  # type: ignore[arg-type]
     started = time.perf_counter()
     report = VerifyReport()
     names = [cluster] if cluster is not None else store.chain_clusters()
@@ -229,7 +239,7 @@ def _verify_cluster(
 ) -> tuple[ClusterResult, list[Problem]]:
     records = store.chain_records(cluster)
     result = ClusterResult(records=len(records))
-    problems = _check_links(cluster, records, now)
+    problems = check_links(cluster, records, now)
     if records:
         result.head, result.head_seq = records[-1].record_hash, records[-1].seq
     batches: dict[str, ChainRecord] = {}
@@ -240,7 +250,7 @@ def _verify_cluster(
         elif record.kind in REMOVAL_KINDS:
             problems += _check_removal(cluster, record, batches, removed)
             if policy is not None:
-                problems += _check_policy(cluster, record, policy)
+                problems += check_policy(cluster, record, policy)
             result.removed_events += record.events
     result.removed_batches = len(removed)
     summary = store.batch_summary(cluster)
@@ -320,7 +330,8 @@ def _verify_cluster(
     return result, problems
 
 
-def _check_links(cluster: str, records: list[ChainRecord], now: datetime) -> list[Problem]:
+def check_links(cluster: str, records: list[ChainRecord], now: datetime) -> list[Problem]:
+    """Problems of one chain's sequence, links, record hashes and times."""
     problems: list[Problem] = []
     prev_hash, expected_seq = GENESIS, 0
     prev_at: datetime | None = None
@@ -376,7 +387,8 @@ def _check_links(cluster: str, records: list[ChainRecord], now: datetime) -> lis
     return problems
 
 
-def _check_policy(cluster: str, record: ChainRecord, policy: RetentionPolicy) -> list[Problem]:
+def check_policy(cluster: str, record: ChainRecord, policy: RetentionPolicy) -> list[Problem]:
+    """Problems of a removal record against the configured retention and size cap."""
     detail = None
     if record.kind == KIND_RETENTION:
         allowed = policy.for_cluster(cluster)

@@ -80,7 +80,9 @@ class RetentionScheduler:
         stores = store.stores() if isinstance(store, RoutedStore) else [store]
         policies = {_key(layout.path): layout.policy for layout in store_layouts(config)}
         targets = [
-            (s, policies.get(_key(str(getattr(s, "path", ""))), RetentionPolicy())) for s in stores
+            # A ClickHouse store has no file: its policy is that of server.db (its URL).
+            (s, policies.get(_key(str(getattr(s, "path", None) or config.db)), RetentionPolicy()))
+            for s in stores
         ]
         active = [(s, p) for s, p in targets if p.default or p.clusters or p.max_size]
         return cls(active, parse_duration(config.retention.interval).total_seconds(), metrics)
