@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -48,7 +49,7 @@ from ..model.schema import COLUMN_NAMES, EVENT_SCHEMA
 from . import clickhouse_chain
 from .base import EVENTS_TABLE, BatchMeta, StoreStats, WriteResult
 from .clickhouse_arrow import bind_positional, empty_arrow, to_arrow
-from .clickhouse_schema import SCHEMA_VERSION, retention_ddl, schema_ddl
+from .clickhouse_schema import BATCH_COLUMNS, SCHEMA_VERSION, retention_ddl, schema_ddl
 from .duckdb import _first_of_each_key
 
 #: Settings of reads with ``exact_reads`` (the default): FINAL everywhere. Copies of an event
@@ -119,6 +120,7 @@ class ClickHouseStore:
         # the pipeline acknowledges a batch (and advances checkpoints) on that return.
         self._insert_settings = {"distributed_foreground_insert": 1} if cluster else {}
         self.read_settings = dict(EXACT_READ_SETTINGS if exact_reads else READ_SETTINGS)
+        self._side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubetrail-ch-write")
         if create:
             self.create_schema(retention or {})
         self._check_version()
@@ -188,20 +190,42 @@ class ClickHouseStore:
         lo, hi = pc.min(times).as_py(), pc.max(times).as_py()
         with _translated("cannot write the batch"):
             table = self._without_stored(table, meta.cluster, lo, hi)
-            if table.num_rows:
+        stored = table.num_rows
+        row = [meta.batch_id, meta.cluster, meta.source, received, stored]
+        row += [received - stored, lo, hi, datetime.now(UTC)]
+        # The events, the batch row and the chain record are three INSERTs, each a round trip
+        # and a part on the server. They are sent at once (the record does not depend on what
+        # the server stores; see clickhouse_chain), so a batch waits for one, not three.
+        side = [
+            self._side.submit(clickhouse_chain.record_batch, self, meta, whole),
+            self._side.submit(self._insert_batch_row, row),
+        ]
+        try:
+            if stored:
                 token = {"insert_deduplication_token": _token(meta.cluster, table)}
-                self._client.insert_arrow(
-                    EVENTS_TABLE,
-                    table,
-                    database=self.database,
-                    settings={**self._insert_settings, **token},
-                )
-            stored = table.num_rows
-            row = [meta.batch_id, meta.cluster, meta.source, received, stored]
-            row += [received - stored, lo, hi, datetime.now(UTC)]
-            self._client.insert(f"{self.database}.batches", [row])
-        clickhouse_chain.record_batch(self, meta, whole)  # after the events: see that module
+                with _translated("cannot write the batch"):
+                    self._client.insert_arrow(
+                        EVENTS_TABLE,
+                        table,
+                        database=self.database,
+                        settings={**self._insert_settings, **token},
+                    )
+        except BaseException:
+            wait(side)  # the events' error is the one to report
+            raise
+        for future in side:
+            future.result()
         return WriteResult(stored=stored, duplicates=received - stored)
+
+    def _insert_batch_row(self, row: list[Any]) -> None:
+        with _translated("cannot write the batch record"):
+            # With the types given, clickhouse-connect skips a DESCRIBE round trip per insert.
+            self._client.insert(
+                f"{self.database}.batches",
+                [row],
+                column_names=[name for name, _ in BATCH_COLUMNS],
+                column_type_names=[kind for _, kind in BATCH_COLUMNS],
+            )
 
     def _without_stored(
         self, table: pa.Table, cluster: str, lo: datetime, hi: datetime
@@ -362,6 +386,7 @@ class ClickHouseStore:
 
     def close(self) -> None:
         """Close the HTTP connections (the data is already on the server)."""
+        self._side.shutdown(wait=True)
         self._client.close()
 
     def __enter__(self) -> ClickHouseStore:

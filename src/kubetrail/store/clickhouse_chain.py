@@ -24,8 +24,12 @@ lengths; the lengths and the count still make the split unambiguous). The record
 event of the batch, including those found already stored: a collector that stored the events
 and died before its record is healed by the retry's record.
 
-The record is written after the events (:func:`record_batch`): a writer that dies in between
-leaves events no record covers, which ``verify`` reports as ``events_outside_chain``.
+The record depends only on the batch, not on what the server stores, so
+:meth:`ClickHouseStore.write_batches` sends it at the same time as the events (one round trip
+per batch instead of two; the batch is acknowledged only when both INSERTs succeeded). A writer
+that dies between the two leaves either events no record covers (``verify``:
+``events_outside_chain``) or a record whose events are missing (``events_removed``); the
+sender's retry of the unacknowledged batch stores both and heals either.
 """
 
 from __future__ import annotations

@@ -121,15 +121,19 @@ def _columns() -> str:
     return ",\n".join(lines)
 
 
-_BATCH_COLUMNS = """    batch_id String,
-    cluster LowCardinality(String),
-    source String,
-    received UInt32,
-    stored UInt32,
-    duplicates UInt32,
-    first_time Nullable(DateTime64(6, 'UTC')),
-    last_time Nullable(DateTime64(6, 'UTC')),
-    committed_at DateTime64(6, 'UTC')"""
+#: The ``batches`` table's columns and their types (also given with every insert).
+BATCH_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("batch_id", "String"),
+    ("cluster", "LowCardinality(String)"),
+    ("source", "String"),
+    ("received", "UInt32"),
+    ("stored", "UInt32"),
+    ("duplicates", "UInt32"),
+    ("first_time", "Nullable(DateTime64(6, 'UTC'))"),
+    ("last_time", "Nullable(DateTime64(6, 'UTC'))"),
+    ("committed_at", "DateTime64(6, 'UTC')"),
+)
+_BATCH_COLUMNS = ",\n".join(f"    {name} {kind}" for name, kind in BATCH_COLUMNS)
 
 
 def schema_ddl(
