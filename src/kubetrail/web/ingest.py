@@ -36,6 +36,7 @@ from .auth import Authenticator, AuthError, require_ingest
 from .client import NOT_AUDIT_HEADER
 from .errors import error_response
 from .metrics import IngestMetrics
+from .spool_writer import SpoolWriter
 from .writer import Admission, BatchWriter, PreparedBatch
 
 log = logging.getLogger("kubetrail.ingest")
@@ -46,7 +47,7 @@ class IngestState:
     """What the ingest endpoint needs; one per application."""
 
     auth: Authenticator
-    writer: BatchWriter
+    writer: BatchWriter | SpoolWriter
     admission: Admission
     metrics: IngestMetrics
     limits: LimitsConfig
