@@ -178,15 +178,15 @@ class SpoolWriter:
                 quarantine = self.quarantines.get(batch.meta.cluster, self.quarantine)
                 if quarantine is not None and batch.rejections:
                     quarantine.write(batch.rejections)
-            except Exception as exc:
+                admitted = self.index.admit(batch.meta.cluster, batch.table)
+            except Exception as exc:  # answered 503 (a store read or the quarantine failed)
                 future.set_exception(exc)
                 continue
-            admitted = self.index.admit(batch.meta.cluster, batch.table)
             accepted = batch.table.num_rows - admitted.duplicates
             entry = _Spooled(batch.table, batch.meta, 0, len(frame), admitted.hashes, accepted)
             frames.append(frame)
             spooled.append((entry, future, admitted.duplicates))
-            self.spooled_bytes += len(frame)
+            self._count_bytes(len(frame))
         if not frames:
             return
         try:
@@ -196,7 +196,7 @@ class SpoolWriter:
             log.error("cannot write the spool: %s", exc)
             for entry, future, _ in spooled:
                 self.index.forget(entry.hashes)
-                self.spooled_bytes -= entry.size
+                self._count_bytes(-entry.size)
                 future.set_exception(StoreError(f"cannot write the spool: {exc}"))
             return
         seconds = time.perf_counter() - started
@@ -256,7 +256,7 @@ class SpoolWriter:
         segments: dict[int, int] = {}
         for entry in group:
             self.index.committed(entry.hashes)
-            self.spooled_bytes -= entry.size
+            self._count_bytes(-entry.size)
             segments[entry.segment] = segments.get(entry.segment, 0) + 1
             result = results.get(entry.meta.batch_id)
             if self.metrics is not None:
@@ -274,6 +274,10 @@ class SpoolWriter:
                 self.on_commit([e.table for e in group])
             except Exception as exc:  # detections never stop ingest
                 log.error("on_commit failed: %s", exc)
+
+    def _count_bytes(self, delta: int) -> None:
+        with self._cond:  # both threads change it
+            self.spooled_bytes += delta
 
     def _gauge(self) -> None:
         if self.metrics is not None:

@@ -1,7 +1,8 @@
 """Reads of the embedded store that admission needs: newest stage times and stored keys.
 
 Fixed SQL with bound parameters (values are never pasted into the text); used for the
-embedded store only, where this process is the single writer.
+embedded store only, where this process is the single writer. The key lookup reads on a cursor
+of its own (``DuckDBStore.read``), so it does not wait for the committer's transaction.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def key_lookup(store: Any) -> StoreLookup:
 
     def lookup(cluster: str, ids: list[str], lo: int, hi: int) -> set[tuple[str, str, int]]:
         params = {"cluster": cluster, "ids": ids, "lo": _time(lo), "hi": _time(hi)}
-        table = target(store, cluster).query(_KEYS, params)
+        table = target(store, cluster).read(_KEYS, params)
         received = table.column(2).cast(pa.int64()).to_pylist()
         return set(
             zip(table.column(0).to_pylist(), table.column(1).to_pylist(), received, strict=True)
