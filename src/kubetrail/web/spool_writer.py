@@ -119,7 +119,7 @@ class SpoolWriter:
     @property
     def alive(self) -> bool:
         """Whether batches can be submitted."""
-        return self._appender.is_alive() and not self._stopped
+        return self._appender.is_alive() and self._committer.is_alive() and not self._stopped
 
     def submit(self, batch: PreparedBatch) -> Future[WriteResult]:
         """Queue a batch; the future resolves once it is durable in the spool."""
@@ -295,11 +295,17 @@ def replay(store: Any, spool: Spool) -> int:
     """
     items = list(spool.replay())
     done = 0
-    for start in range(0, len(items), 64):
-        chunk = _not_committed(store, items[start : start + 64])
-        if chunk:
-            store.write_group(chunk)
-            done += len(chunk)
+    try:
+        for start in range(0, len(items), 64):
+            chunk = _not_committed(store, items[start : start + 64])
+            if chunk:
+                store.write_group(chunk)
+                done += len(chunk)
+    except StoreError as exc:  # the spool stays as it is for the next start
+        raise StoreError(
+            f"cannot commit the spool {spool.directory} to the store "
+            f"({len(items)} acknowledged batch(es) wait there): {exc}"
+        ) from exc
     spool.discard_leftover()
     if items:
         log.warning("replayed the spool: %d batch(es), %d not yet stored", len(items), done)
