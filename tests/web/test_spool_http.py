@@ -25,6 +25,7 @@ from live import (
 
 from kubetrail.store import open_store
 from kubetrail.store.duckdb import DuckDBStore
+from kubetrail.store.verify import verify_store
 from kubetrail.web.spool import read_segment, spool_dir
 
 HERE = Path(__file__).parent
@@ -130,28 +131,61 @@ def test_full_spool_answers_503_with_retry_after(start_server: Any, tmp_path: Pa
     assert live.count("prod") == 20
 
 
+def start_gated(db: Path, port: int, mode: str, log: Path) -> subprocess.Popen[bytes]:
+    """``gated_serve.py`` in a process of its own, once it answers ``/readyz``."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE / "gated_serve.py"), str(db), str(port), mode],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 20
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.05)
+
+
+def stored_rows(db: Path) -> list[tuple[str, str]]:
+    with open_store(db, read_only=True) as store:
+        assert verify_store(store).ok  # the chain covers exactly what is stored
+        table = store.query("SELECT audit_id, stage FROM events WHERE cluster = 'prod'")
+    return list(zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True))
+
+
+def test_sigterm_commits_the_spool_and_exits_0(tmp_path: Path) -> None:
+    db = tmp_path / "drain.duckdb"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    slow = start_gated(db, port, "slow", tmp_path / "slow.log")
+    try:
+        sent = [demo_events(100, seed=s) for s in (41, 42, 43, 44)]
+        for items in sent:
+            r = httpx.post(url + PATH, json=event_list(items), headers=AUTH, timeout=10)
+            assert r.json()["accepted"] == 100
+        assert "kubetrail_ingest_spool_bytes 0.0" not in httpx.get(url + "/metrics").text
+        slow.send_signal(signal.SIGTERM)
+        assert slow.wait(30) == 0
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+    assert not list(spool_dir(db).glob("*.spool"))
+    rows = stored_rows(db)
+    assert len(rows) == len(set(rows)) == 400
+    assert set(rows) == {(e["auditID"], e["stage"]) for items in sent for e in items}
+
+
 def test_kill_9_with_batches_only_in_the_spool_then_replay(
     serve_process: Any, tmp_path: Path
 ) -> None:
     db = tmp_path / "crash.duckdb"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "gated.log"
-    with open(log, "wb") as out:
-        stuck = subprocess.Popen(
-            [sys.executable, str(HERE / "gated_serve.py"), str(db), str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    stuck = start_gated(db, port, "stuck", tmp_path / "stuck.log")
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert stuck.poll() is None and time.monotonic() < deadline, log.read_text()
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
         sent = [demo_events(200, seed=s) for s in (31, 32, 33)]
         for items in sent:
             r = httpx.post(url + PATH, json=event_list(items), headers=AUTH, timeout=10)
@@ -170,8 +204,6 @@ def test_kill_9_with_batches_only_in_the_spool_then_replay(
     assert r.json() == {"accepted": 0, "duplicates": 200, "rejected": []}
     assert server.kill(signal.SIGTERM) == 0
     assert not list(spool_dir(db).glob("*.spool"))
-    with open_store(db, read_only=True) as store:
-        table = store.query("SELECT audit_id, stage FROM events WHERE cluster = 'prod'")
-    rows = list(zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True))
+    rows = stored_rows(db)
     expected = {(e["auditID"], e["stage"]) for items in sent for e in items}
     assert len(rows) == len(set(rows)) == len(expected) and set(rows) == expected
