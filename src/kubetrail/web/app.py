@@ -140,9 +140,11 @@ def _writer(
     The spool's replay of a crash's leftovers runs here, before the server takes requests.
     """
     limits = config.limits
-    if not limits.max_spool_bytes or not isinstance(store, DuckDBStore | RoutedStore):
+    embedded = isinstance(store, DuckDBStore | RoutedStore) and store.path != ":memory:"
+    if not embedded or not limits.max_spool_bytes:
         return BatchWriter(store, quarantine, own, on_commit=on_commit)
-    spool = Spool(spool_dir(getattr(store, "path", sidecar_base(config.db))))
+    assert isinstance(store, DuckDBStore | RoutedStore)
+    spool = Spool(spool_dir(store.path))
     replay(store, spool)
     index = KeyIndex(key_lookup(store), newest_stage_times(store), limits.dedupe_keys)
     writer = SpoolWriter(

@@ -220,7 +220,8 @@ class SpoolWriter:
                     self._cond.wait()
                 if not self._ready:
                     return
-                group, events = [], 0
+                group: list[_Spooled] = []
+                events = 0
                 for entry in self._ready:
                     if group and events + entry.table.num_rows > MAX_COMMIT_EVENTS:
                         break
