@@ -4,8 +4,9 @@ Order of checks, cheapest first: credential (401/403), content type (415), decla
 (413), a place in the write queue (429, or 503 while draining), the body read with a limit
 (413), parsed (400). The CPU work (gunzip, decode, normalise) runs in a worker thread; the
 answer is sent once the batch is durable: in the spool on the embedded store
-(:mod:`.spool_writer`), else after the writer thread's commit (:mod:`.writer`). Valid events of a partly bad
-batch are stored, the others go to the quarantine file and are listed in ``rejected``.
+(:mod:`.spool_writer`), else after the writer thread's commit (:mod:`.writer`). Valid
+events of a partly bad batch are stored, the others go to the quarantine file and are listed
+in ``rejected``.
 """
 
 from __future__ import annotations
