@@ -121,6 +121,8 @@ def test_full_spool_answers_503_with_retry_after(start_server: Any, tmp_path: Pa
         assert "max_spool_bytes" in body["error"]
         assert r.headers["Retry-After"] == "1"
         assert "kubetrail_ingest_spool_bytes 0.0" not in httpx.get(live.url + "/metrics").text
+        ready = httpx.get(live.url + "/readyz")
+        assert ready.status_code == 200 and ready.json()["spool_bytes"] > 0
     finally:
         store.gate.set()
     # The store caught up: the refused batch is taken now.
