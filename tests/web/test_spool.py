@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 from live import demo_events
 
 from kubetrail.model.normalize import normalize_records
@@ -52,6 +54,28 @@ def test_segments_rotate_and_committed_ones_are_deleted(tmp_path: Path) -> None:
     spool.release(3)
     spool.close()
     assert not list((tmp_path / "s.spool").glob("*.spool"))
+
+
+def test_a_failed_append_finishes_its_segment(tmp_path: Path) -> None:
+    directory = tmp_path / "s.spool"
+    spool = Spool(directory)
+    (t1, m1), (t2, m2), (t3, m3) = batch(3, 1), batch(3, 2), batch(3, 3)
+    assert spool.append([encode_frame(t1, m1)]) == 1
+    # The disk fails under the next append after part of its frame reached the file (here:
+    # 100 bytes written by hand, then a descriptor that refuses writes, EBADF).
+    first = directory / "000000000001.spool"
+    with open(first, "ab") as f:
+        f.write(encode_frame(t2, m2)[:100])
+    active = spool._active
+    assert active is not None and active.fd is not None
+    os.close(active.fd)
+    active.fd = os.open(first, os.O_RDONLY)
+    with pytest.raises(OSError):
+        spool.append([encode_frame(t2, m2)])
+    # The next frames go to a new segment, not after the torn one.
+    assert spool.append([encode_frame(t3, m3)]) == 2
+    replayed = [m for _, m in Spool(directory).replay()]
+    assert replayed == [m1, m3]
 
 
 def test_replay_commits_leftovers_once_with_their_chain_records(tmp_path: Path) -> None:

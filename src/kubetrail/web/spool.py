@@ -19,6 +19,7 @@ because the answer waits for the ``fdatasync`` that follows the whole frame.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -132,10 +133,17 @@ class Spool:
         assert segment.fd is not None
         data = b"".join(frames)
         view = memoryview(data)
-        while view:
-            written = os.write(segment.fd, view)
-            view = view[written:]
-        os.fdatasync(segment.fd)
+        try:
+            while view:
+                written = os.write(segment.fd, view)
+                view = view[written:]
+            os.fdatasync(segment.fd)
+        except OSError:
+            # Part of the frames may be in the file: a replay stops at the first torn frame,
+            # so nothing may follow them. The segment is finished here (its earlier frames
+            # were synced and stay); the next append starts a new one.
+            self._retire(segment)
+            raise
         segment.size += len(data)
         segment.pending += len(frames)
         return segment.number
@@ -162,11 +170,7 @@ class Spool:
         if active is not None and active.size < self.segment_bytes:
             return active
         if active is not None:
-            assert active.fd is not None
-            os.close(active.fd)
-            active.fd = None
-            if active.pending == 0:
-                self._delete(active)
+            self._retire(active)
         path = self.directory / f"{self._next:012d}.spool"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         # The new name must be durable before a frame in it is acknowledged.
@@ -176,6 +180,16 @@ class Spool:
         self._active = segment
         self._next += 1
         return segment
+
+    def _retire(self, segment: _Segment) -> None:
+        if segment.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(segment.fd)
+            segment.fd = None
+        if segment is self._active:
+            self._active = None
+        if segment.pending == 0:
+            self._delete(segment)
 
     def _delete(self, segment: _Segment) -> None:
         if segment.fd is not None:
