@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from kubetrail.store import open_store
 from kubetrail.store.base import BatchMeta
 from kubetrail.store.verify import verify_store
 from kubetrail.web.spool import Spool, encode_frame, read_segment
-from kubetrail.web.spool_writer import replay
+from kubetrail.web.spool_writer import COMMITTER_NICE, _lower_priority, replay
 
 
 def batch(n: int, seed: int) -> tuple[pa.Table, BatchMeta]:
@@ -96,3 +98,19 @@ def test_replay_commits_leftovers_once_with_their_chain_records(tmp_path: Path) 
         assert verify_store(store).ok
     # The three batches were committed as one store batch, with one chain record.
     assert [r.events for r in records] == [count]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_committer_alone_runs_at_a_lower_priority() -> None:
+    seen: dict[str, int] = {}
+
+    def committer() -> None:
+        _lower_priority()
+        seen["thread"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    thread = threading.Thread(target=committer)
+    thread.start()
+    thread.join(10)
+    assert seen["thread"] == min(19, before + COMMITTER_NICE)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before

@@ -19,8 +19,11 @@ requests; :meth:`SpoolWriter.stop` commits everything spooled (SIGTERM drains).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -46,6 +49,9 @@ log = logging.getLogger("kubetrail.spool")
 MAX_COMMIT_EVENTS = 131_072
 #: Longest wait between two commit attempts after a store failure.
 MAX_BACKOFF_SECONDS = 5.0
+#: How much lower the committer's CPU priority is (nice steps, Linux): answers come first and
+#: the store takes the CPU left over; measured in docs/benchmarks.md ("Webhook ingest").
+COMMITTER_NICE = 10
 
 
 class SpoolFull(StoreError):
@@ -213,6 +219,7 @@ class SpoolWriter:
     # -- the committer -----------------------------------------------------------------
 
     def _commit_loop(self) -> None:
+        _lower_priority()
         backoff = 0.5
         while True:
             with self._cond:
@@ -343,3 +350,18 @@ def _chunks(
         events += item[0].num_rows
     if chunk:
         yield chunk
+
+
+def _lower_priority() -> None:
+    """Lower the calling thread's CPU priority by :data:`COMMITTER_NICE` (Linux only).
+
+    On Linux a thread is a task of its own, so ``setpriority`` with its id changes that thread
+    alone (threads started by DuckDB at connection time keep theirs).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    with contextlib.suppress(OSError):
+        os.setpriority(
+            os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + COMMITTER_NICE)
+        )
