@@ -4,7 +4,8 @@ Generates demo events, imports them from a JSON-lines file into a fresh store (t
 rate), then starts ``kubetrail serve`` as a separate process on loopback with another fresh
 store and POSTs the same events as 400-event EventLists from several concurrent clients: at
 full speed (events/s, p50/p99 time to 200), and at a fixed offered rate (default 10,000
-events/s) to measure latency under a steady load.
+events/s) to measure latency under a steady load, and how long an answered batch takes to reach the
+store (the spool's visibility lag, from the server's histogram).
 
     python bench/webhook_bench.py --events 100000 --clients 4 --rate 10000
 """
@@ -71,12 +72,22 @@ def main() -> None:
 
     if not args.skip_max:
         with _server(work / "webhook.duckdb") as url:
+            started = time.perf_counter()
             wall, latencies = _send_all(url, bodies, args.clients)
+            _wait_spool_empty(url)
+            stored_wall = time.perf_counter() - started
         rate = args.events / wall
         print(
             f"webhook max:  {rate:>10,.0f} events/s  ({wall:.2f} s, {args.clients} clients)  "
             f"p50 {_pct(latencies, 50):.1f} ms  p99 {_pct(latencies, 99):.1f} ms  "
             f"ratio {rate / file_rate:.0%} of file import"
+        )
+        # Answers may run ahead of the store (the spool): the rate at which everything was
+        # also in the store is the sustained one.
+        stored_rate = args.events / stored_wall
+        print(
+            f"  in the store: {stored_rate:>8,.0f} events/s  ({stored_wall:.2f} s until the "
+            f"spool was empty)  ratio {stored_rate / file_rate:.0%} of file import"
         )
     if args.rate > 0:
         with _server(work / "rate.duckdb") as url:
@@ -86,6 +97,13 @@ def main() -> None:
                 f"p50 {_pct(latencies, 50):.1f} ms  p90 {_pct(latencies, 90):.1f} ms  "
                 f"p99 {_pct(latencies, 99):.1f} ms  max {max(latencies):.1f} ms"
             )
+            lag = _visibility(url)
+            if lag:
+                print(
+                    f"visibility lag (200 → committed to the store, {lag['count']:.0f} batches): "
+                    f"mean {lag['mean'] * 1000:.0f} ms  p50 ≤ {lag['p50'] * 1000:.0f} ms  "
+                    f"p99 ≤ {lag['p99'] * 1000:.0f} ms"
+                )
     if args.keep:
         print(json.dumps({"work_dir": str(work)}))
     else:
@@ -203,6 +221,39 @@ def _send_at_rate(
         t.join()
     client.close()
     return count * batch, latencies
+
+
+def _wait_spool_empty(url: str) -> str:
+    """Poll /metrics until the spool holds nothing (at most 120 s); return the last scrape."""
+    for _ in range(2400):
+        text = httpx.get(url + "/metrics").text
+        if "kubetrail_ingest_spool_bytes" not in text or "kubetrail_ingest_spool_bytes 0.0" in text:
+            return text
+        time.sleep(0.05)
+    return text
+
+
+def _visibility(url: str) -> dict[str, float]:
+    """The server's ``kubetrail_ingest_visibility_seconds`` histogram, once the spool is empty:
+    mean, and the bucket bounds that hold the 50th and 99th percentiles."""
+    text = _wait_spool_empty(url)
+    buckets: list[tuple[float, float]] = []
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("kubetrail_ingest_visibility_seconds_bucket"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+        elif line.startswith("kubetrail_ingest_visibility_seconds_sum"):
+            total = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("kubetrail_ingest_visibility_seconds_count"):
+            count = float(line.rsplit(" ", 1)[1])
+    if not count:
+        return {}
+
+    def bound(q: float) -> float:
+        return next(le for le, n in buckets if n >= q * count)
+
+    return {"count": count, "mean": total / count, "p50": bound(0.5), "p99": bound(0.99)}
 
 
 def _pct(values: list[float], p: int) -> float:

@@ -48,6 +48,10 @@ class LimitsConfig:
     max_pending_batches: int = 16
     parse_workers: int = 2
     retry_after_seconds: int = 1
+    #: Acknowledged bytes the webhook spool may hold before the store has them (0: no spool).
+    max_spool_bytes: int = 256 * 1024 * 1024
+    #: Recent event keys kept in memory to count duplicates at admission.
+    dedupe_keys: int = 1_000_000
 
 
 @dataclass
@@ -346,9 +350,12 @@ def validate(config: Config, where: str) -> None:
         "max_decompressed_bytes",
         "max_pending_batches",
         "parse_workers",
+        "dedupe_keys",
     ):
         if getattr(server.limits, name) < 1:
             raise ConfigError(f"{where}: server.limits.{name}: must be at least 1")
+    if server.limits.max_spool_bytes < 0:
+        raise ConfigError(f"{where}: server.limits.max_spool_bytes: must be 0 (off) or more")
     formats = ("auto", "jsonl", "cri", "docker")  # sources.containerlog.FORMATS
     if config.collect.format_in not in formats:
         raise ConfigError(

@@ -316,6 +316,20 @@ class DuckDBStore:
         with self._lock, _translated("query failed"):
             return self._con.sql(sql, params=params or None).to_arrow_table()
 
+    def read(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run a read on a cursor of its own, without waiting for a commit in progress.
+
+        DuckDB's MVCC lets reads on another cursor proceed while the writer commits, even
+        through a checkpoint (bench/checkpoint_read_bench.py); the webhook's admission uses it
+        to look up stored keys while the spool's committer writes.
+        """
+        with _translated("read failed"):
+            cursor = self._con.cursor()
+            try:
+                return cursor.sql(sql, params=params or None).to_arrow_table()
+            finally:
+                cursor.close()
+
     def count(self, cluster: str | None = None) -> int:
         """Number of stored events (all stages), optionally of one cluster."""
         sql = f"SELECT count(*) FROM {EVENTS_TABLE}"

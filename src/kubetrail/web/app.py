@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import anyio
 from starlette.applications import Starlette
@@ -21,15 +22,20 @@ from ..quarantine import Quarantine, quarantine_path
 from ..sources.apiserver_metrics import MetricsScraper, ScrapeMetrics, targets_of
 from ..store import open_store
 from ..store.base import Store
+from ..store.duckdb import DuckDBStore
 from ..store.layout import RoutedStore
 from ..store.location import open_location, sidecar_base
 from .api import API_ROUTES
 from .auth import Authenticator
+from .dedupe import KeyIndex
 from .errors import http_exception, server_error
 from .health import healthz, readyz
 from .ingest import IngestState, ingest_events
 from .metrics import IngestMetrics
 from .retention import RetentionMetrics, RetentionScheduler
+from .spool import Spool, spool_dir
+from .spool_writer import SpoolWriter, replay
+from .stored_keys import key_lookup, newest_stage_times
 from .ui import ui_routes
 from .ui_context import web_state
 from .writer import Admission, BatchWriter
@@ -77,9 +83,8 @@ def create_app(
             else:
                 log.warning("detections are off: this store cannot keep alerts")
         app.state.detections = detections
-        writer = BatchWriter(
-            opened, quarantine, own, on_commit=detections.submit if detections else None
-        )
+        on_commit = detections.submit if detections else None
+        writer = _writer(config, opened, quarantine, own, on_commit, metrics)
         writer.start()
         scheduler = RetentionScheduler.for_server(opened, config, retention_metrics)
         scheduler.start()
@@ -125,6 +130,40 @@ def create_app(
     ]
     handlers = {HTTPException: http_exception, Exception: server_error}
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+
+
+def _writer(
+    config: ServerConfig,
+    store: Store,
+    quarantine: Quarantine,
+    own: dict[str, Quarantine],
+    on_commit: Callable[[list[Any]], None] | None,
+    metrics: IngestMetrics,
+) -> BatchWriter | SpoolWriter:
+    """The spooled writer on an embedded store (this process its only writer), else direct.
+
+    The spool's replay of a crash's leftovers runs here, before the server takes requests.
+    """
+    limits = config.limits
+    embedded = isinstance(store, DuckDBStore | RoutedStore) and store.path != ":memory:"
+    if not embedded or not limits.max_spool_bytes:
+        return BatchWriter(store, quarantine, own, on_commit=on_commit)
+    assert isinstance(store, DuckDBStore | RoutedStore)
+    spool = Spool(spool_dir(store.path))
+    replay(store, spool)
+    index = KeyIndex(key_lookup(store), newest_stage_times(store), limits.dedupe_keys)
+    writer = SpoolWriter(
+        store,
+        spool,
+        index,
+        limits.max_spool_bytes,
+        quarantine,
+        own,
+        on_commit=on_commit,
+        metrics=metrics,
+    )
+    metrics.spool_capacity.set(limits.max_spool_bytes)
+    return writer
 
 
 def _open_stores(config: ServerConfig) -> Store:

@@ -17,7 +17,8 @@ async def readyz(request: Request) -> Response:
     """Readiness: 200 while the writer runs and the server is not draining.
 
     A full write queue does not make the server unready (that would take a single replica out
-    of its Service and turn 429s into connection errors); the body reports it.
+    of its Service and turn 429s into connection errors); the body reports it, and the bytes
+    of the spool not yet in the store (``spool_bytes``, when there is a spool).
     """
     state = request.app.state.ingest
     admission = state.admission
@@ -27,6 +28,9 @@ async def readyz(request: Request) -> Response:
         "capacity": admission.capacity,
         "queue_full": admission.pending >= admission.capacity,
     }
+    spooled = getattr(state.writer, "spooled_bytes", None)
+    if spooled is not None:
+        body["spool_bytes"] = spooled
     if admission.draining:
         return error_response(503, "the server is shutting down")
     if not state.writer.alive:

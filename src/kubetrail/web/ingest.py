@@ -2,9 +2,11 @@
 
 Order of checks, cheapest first: credential (401/403), content type (415), declared length
 (413), a place in the write queue (429, or 503 while draining), the body read with a limit
-(413), parsed (400). The CPU work (gunzip, decode, normalise) runs in a worker thread, the
-commit in the writer thread; the answer is sent after the commit. Valid events of a partly bad
-batch are stored, the others go to the quarantine file and are listed in ``rejected``.
+(413), parsed (400). The CPU work (gunzip, decode, normalise) runs in a worker thread; the
+answer is sent once the batch is durable: in the spool on the embedded store
+(:mod:`.spool_writer`), else after the writer thread's commit (:mod:`.writer`). Valid
+events of a partly bad batch are stored, the others go to the quarantine file and are listed
+in ``rejected``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .auth import Authenticator, AuthError, require_ingest
 from .client import NOT_AUDIT_HEADER
 from .errors import error_response
 from .metrics import IngestMetrics
+from .spool_writer import SpoolWriter
 from .writer import Admission, BatchWriter, PreparedBatch
 
 log = logging.getLogger("kubetrail.ingest")
@@ -46,7 +49,7 @@ class IngestState:
     """What the ingest endpoint needs; one per application."""
 
     auth: Authenticator
-    writer: BatchWriter
+    writer: BatchWriter | SpoolWriter
     admission: Admission
     metrics: IngestMetrics
     limits: LimitsConfig

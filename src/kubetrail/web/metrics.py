@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class IngestMetrics:
@@ -72,6 +73,34 @@ class IngestMetrics:
         )
         self.queue_capacity = Gauge(
             "kubetrail_ingest_queue_capacity", "Batches that may be pending at once", registry=r
+        )
+
+        # The spool (docs/collector.md): acknowledged bytes not yet in the store, the time
+        # from the answer to the store's commit (when queries see the batch), and any
+        # difference between the duplicates answered and those the store found.
+        self.spool_bytes = Gauge(
+            "kubetrail_ingest_spool_bytes", "Spooled bytes not yet committed", registry=r
+        )
+        self.spool_capacity = Gauge(
+            "kubetrail_ingest_spool_capacity_bytes", "max_spool_bytes", registry=r
+        )
+        self.spool_commit_seconds = Histogram(
+            "kubetrail_ingest_spool_commit_seconds",
+            "Time of one store transaction of spooled batches",
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.visibility_seconds = Histogram(
+            "kubetrail_ingest_visibility_seconds",
+            "Time from the 200 answer to the batch's commit to the store",
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.duplicate_mismatch = Counter(
+            "kubetrail_ingest_duplicate_mismatch",
+            "Events whose answer (new or duplicate) differed from the store's own finding",
+            ["cluster"],
+            registry=r,
         )
 
     async def endpoint(self, request: Request) -> Response:

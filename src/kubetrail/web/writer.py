@@ -1,5 +1,8 @@
 """The single writer: one thread owns the store and commits prepared batches in order.
 
+Used where there is no spool (a ClickHouse store, or ``max_spool_bytes: 0``); on the embedded
+store :mod:`.spool_writer` answers from its spool instead.
+
 DuckDB takes one writer at a time, so every request's batch goes through this thread. A request
 waits on the :class:`~concurrent.futures.Future` of its batch and answers 200 only once
 ``write_batch`` has returned, i.e. once the batch's transaction committed. Memory is bounded by
