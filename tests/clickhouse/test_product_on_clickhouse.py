@@ -122,6 +122,7 @@ def test_serve_writes_to_the_configured_clickhouse(
             [sys.executable, "-m", "kubetrail", "serve", "--config", str(config_file)],
             stdout=out,
             stderr=out,
+            cwd=tmp_path,  # a ClickHouse store's side files (auth, quarantine) go to the cwd
         )
     try:
         _wait_ready(proc, url, log)

@@ -65,8 +65,9 @@ def load_demo(
     seed: int = 7,
     store: Store | None = None,
     detect: DetectConfig | None = None,
+    end: datetime | None = None,
 ) -> IngestSummary | None:
-    """Generate demo events ending now into the store, if it holds no events yet.
+    """Generate demo events ending now (or at ``end``) into the store, if it holds none yet.
 
     With ``detect`` enabled, the rules run on the demo batches too (their alerts are stored,
     not sent), so the demo has alerts to show.
@@ -76,6 +77,8 @@ def load_demo(
         seed: the demo generator's seed.
         store: an open store to fill (left open); default: open ``config.db`` and close it.
         detect: the detections' settings.
+        end: when the demo's last event happens (default: now; the demo's people work by day,
+            so a short demo's content depends on the hour it ends).
 
     Returns:
         What was ingested, or ``None`` when the store already had events.
@@ -87,7 +90,7 @@ def load_demo(
     try:
         if target.count() > 0:
             return None
-        lines = generate_events(config.demo_events, seed=seed, end=datetime.now(UTC))
+        lines = generate_events(config.demo_events, seed=seed, end=end or datetime.now(UTC))
 
         def batches():  # type: ignore[no-untyped-def]
             numbered = ((i, line) for i, line in enumerate(lines, start=1))
