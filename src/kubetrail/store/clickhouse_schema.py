@@ -8,7 +8,8 @@ Layout (the same column names and meanings as the embedded store, from
   (cluster, auditID, stage, request time), so re-delivered events collapse into one row when parts
   merge, and queries read with ``FINAL`` (see ``clickhouse.py``). Because the request time is in
   the key, all copies of an event fall into the same daily partition, which lets ``FINAL`` skip
-  merging across partitions.
+  merging across partitions. Two skipping indexes: a bloom filter on ``audit_id`` (lookups by
+  id) and a minmax index on ``request_received`` (newest-first listings, see ``TIME_INDEX``).
 * ``batches``: one row per written batch (MergeTree).
 * ``meta``: the schema version.
 
