@@ -200,8 +200,7 @@ def run(args: argparse.Namespace, path: Path, url: str, server: psutil.Process |
     fresh = [interleaved_ms(modes, q, args.repeat) for q in asked.values()]
     ch.optimize()  # what background merges do over time
     print(f"after OPTIMIZE ... FINAL: {active_parts(ch, database)}")
-    merged_modes = {"duck": (duck, None), "final": (ch, exact), "fast": (ch, fast)}
-    merged = [interleaved_ms(merged_modes, q, args.repeat) for q in asked.values()]
+    merged = [interleaved_ms(modes, q, args.repeat) for q in asked.values()]
     print(
         f"\nqueries: median of {args.repeat} runs, ms (run_query: compile + execute + fetch;"
         " the engines and modes of one question run in turns)\n"
