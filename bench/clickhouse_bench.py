@@ -19,7 +19,6 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -46,14 +45,39 @@ def events_file(workdir: Path, n: int) -> Path:
     return path
 
 
-def median_ms(func: Callable[[], object], repeat: int) -> float:
-    func()  # warm up
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
+def interleaved_ms(
+    modes: dict[str, tuple[Any, dict[str, Any] | None]],
+    query: str | tuple[str, dict[str, Any]],
+    repeat: int,
+) -> dict[str, float]:
+    """Median ms of one question per mode (a store, and read settings for ClickHouse).
+
+    The modes run in turns, ``repeat`` rounds after one warm-up round, so that a change in the
+    machine's load during the run (it is shared) hits every mode alike.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in modes}
+    for round_ in range(repeat + 1):
+        for name, (store, settings) in modes.items():
+            if settings is not None:
+                store.read_settings = settings
+            start = time.perf_counter()
+            if isinstance(query, str):
+                store.query(query)
+            else:
+                run_query(store, query[0], **query[1])
+            if round_:
+                samples[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def active_parts(store: ClickHouseStore, database: str) -> str:
+    """``N parts in M partitions`` of the events table."""
+    parts, partitions = store._client.query(
+        "SELECT count(), uniqExact(partition) FROM system.parts "
+        "WHERE database = {db:String} AND table = 'events' AND active",
+        parameters={"db": database},
+    ).result_rows[0]
+    return f"{parts} parts in {partitions} partitions"
 
 
 def timed_ingest(store: Any, path: Path, server: psutil.Process | None) -> dict[str, float]:
@@ -105,6 +129,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--url", help="an existing ClickHouse (default: start one with chdb)")
     args = parser.parse_args()
+    print(f"load average at the start: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
 
     path = events_file(args.workdir, args.events)
     server = None
@@ -160,36 +185,40 @@ def run(args: argparse.Namespace, path: Path, url: str, server: psutil.Process |
     duck = open_store(db_path, read_only=True)
     asked = questions(duck)
     exact = dict(clickhouse_module.EXACT_READ_SETTINGS)
-
-    def timings(store: Any, settings: dict[str, Any] | None = None) -> list[float]:
-        if settings is not None:
-            store.read_settings = settings
-        return [
-            median_ms(lambda t=text, k=kwargs: run_query(store, t, **k), args.repeat)
-            for text, kwargs in asked.values()
-        ]
-
+    fast = dict(clickhouse_module.READ_SETTINGS)  # exact_reads=False
     same = [
         run_query(duck, text, **kwargs).rows() == run_query(ch, text, **kwargs).rows()
         for text, kwargs in asked.values()
     ]
-    duck_ms = timings(duck)
-    final_ms = timings(ch, exact)  # the default: FINAL, over freshly written parts
-    ch_ms = timings(ch, dict(clickhouse_module.READ_SETTINGS))  # exact_reads=False
+    trip = interleaved_ms({"duck": (duck, None), "ch": (ch, fast)}, "SELECT 1 AS x", args.repeat)
+    print(
+        f"\nround trip of `SELECT 1` through store.query: DuckDB {trip['duck']:.2f} ms,"
+        f" ClickHouse {trip['ch']:.2f} ms"
+    )
+    print(f"active parts of events before the queries: {active_parts(ch, database)}")
+    modes = {"duck": (duck, None), "final": (ch, exact), "fast": (ch, fast)}
+    fresh = [interleaved_ms(modes, q, args.repeat) for q in asked.values()]
     ch.optimize()  # what background merges do over time
-    merged_final_ms = timings(ch, exact)
-    print(f"\nqueries: median of {args.repeat} runs, ms (run_query: compile + execute + fetch)\n")
+    print(f"after OPTIMIZE ... FINAL: {active_parts(ch, database)}")
+    merged = [interleaved_ms(modes, q, args.repeat) for q in asked.values()]
+    print(
+        f"\nqueries: median of {args.repeat} runs, ms (run_query: compile + execute + fetch;"
+        " the engines and modes of one question run in turns)\n"
+    )
     print(
         "| question | DuckDB | ClickHouse (FINAL, default) | ratio | without FINAL | ratio |"
-        " FINAL after merges | same rows |"
+        " FINAL after merges | ratio | without FINAL after merges | ratio | same rows |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for i, (key, (text, _)) in enumerate(asked.items()):
-        print(
-            f"| {key} `{text[:40]}` | {duck_ms[i]:.1f} | {final_ms[i]:.1f} |"
-            f" {final_ms[i] / duck_ms[i]:.2f} | {ch_ms[i]:.1f} | {ch_ms[i] / duck_ms[i]:.2f} |"
-            f" {merged_final_ms[i]:.1f} | {same[i]} |"
-        )
+        f, m = fresh[i], merged[i]
+        cells = [f"{f['duck']:.1f}"]
+        for value, base in ((f["final"], f["duck"]), (f["fast"], f["duck"])):
+            cells += [f"{value:.1f}", f"{value / base:.2f}"]
+        for value in (m["final"], m["fast"]):
+            cells += [f"{value:.1f}", f"{value / m['duck']:.2f}"]
+        print(f"| {key} `{text[:40]}` | " + " | ".join(cells) + f" | {same[i]} |")
+    print(f"\nload average at the end: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
 
     parts = ch._client.query(
         "SELECT sum(rows), sum(bytes_on_disk), sum(data_uncompressed_bytes) FROM system.parts "

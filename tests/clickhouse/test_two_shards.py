@@ -3,9 +3,11 @@
 What is tested here: the DDL of ``kubetrail store init --cluster`` (run node by node), sharding
 by ``cityHash64(cluster, audit_id)``, writes from collectors attached to different nodes,
 deduplication across them, and the whole query language through the Distributed table, with
-answers identical to the embedded store's. What is not: replication and ``ON CLUSTER``, which
-need ClickHouse Keeper; the chdb-based test server cannot run one, so the Replicated engines are
-swapped for their plain forms and each statement runs on each node.
+answers identical to the embedded store's. What is not: replication and ``ON CLUSTER``. The
+chdb-based test server connects to a ZooKeeper, but its replicated tables stay read-only and it
+refuses ``ON CLUSTER`` (clickhouse-local has no interserver endpoint and no DDL worker; the
+errors are in docs/scale-out.md), so the Replicated engines are swapped for their plain forms
+and each statement runs on each node.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ Layout (the same column names and meanings as the embedded store, from
   (cluster, auditID, stage, request time), so re-delivered events collapse into one row when parts
   merge, and queries read with ``FINAL`` (see ``clickhouse.py``). Because the request time is in
   the key, all copies of an event fall into the same daily partition, which lets ``FINAL`` skip
-  merging across partitions.
+  merging across partitions. Two skipping indexes: a bloom filter on ``audit_id`` (lookups by
+  id) and a minmax index on ``request_received`` (newest-first listings, see ``TIME_INDEX``).
 * ``batches``: one row per written batch (MergeTree).
 * ``meta``: the schema version.
 
@@ -69,6 +70,11 @@ _SPECIAL = {
     "raw": "String CODEC(ZSTD(3))",
 }
 ORDER_BY = "(cluster, request_received, audit_id, stage)"
+#: The time range of every granule. The sorting key starts with ``cluster``, so ``ORDER BY
+#: request_received DESC LIMIT n`` over all clusters cannot read in order; with this index
+#: ClickHouse's top-K optimizations (``use_skip_indexes_for_top_k``,
+#: ``use_top_k_dynamic_filtering``) read only the granules that can hold the newest rows.
+TIME_INDEX = "INDEX request_received_minmax request_received TYPE minmax GRANULARITY 1"
 SHARDING_KEY = "cityHash64(cluster, audit_id)"
 
 
@@ -118,6 +124,7 @@ def _ident(name: str) -> str:
 def _columns() -> str:
     lines = [f"    {f.name} {column_type(f.name, f.type)}" for f in EVENT_SCHEMA]
     lines.append("    INDEX audit_id_bloom audit_id TYPE bloom_filter(0.01) GRANULARITY 4")
+    lines.append(f"    {TIME_INDEX}")
     return ",\n".join(lines)
 
 
