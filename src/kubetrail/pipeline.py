@@ -25,10 +25,11 @@ import pyarrow as pa
 from .model.decode import DecodedChunk, Rejection, decode_records
 from .model.gcpause import gc_paused
 from .model.normalize import normalize, normalize_records
+from .model.rawbatch import raw_batch
 from .quarantine import Quarantine
 from .sources.containerlog import UnwrapStats
 from .sources.files import Record, iter_records, source_name
-from .store.base import BatchMeta, Store
+from .store.base import BatchMeta, Store, WriteResult
 
 log = logging.getLogger("kubetrail.pipeline")
 
@@ -103,6 +104,8 @@ class BatchDetector(Protocol):
 
 
 ProgressCallback = Callable[[int], None]
+#: A store's fast-path write (``DuckDBStore.write_raw_batches``): raw or event tables.
+RawWriter = Callable[[Iterable[pa.Table], BatchMeta], WriteResult]
 
 
 def ingest_paths(
@@ -118,6 +121,7 @@ def ingest_paths(
     transform: EventTransform | None = None,
     format_in: str = "auto",
     detector: BatchDetector | None = None,
+    fast: bool = True,
 ) -> IngestSummary:
     """Ingest files (or ``-`` for stdin) into a store.
 
@@ -136,6 +140,9 @@ def ingest_paths(
         format_in: ``auto`` (default: detected per file), ``jsonl``, ``cri`` or ``docker``
             (container logs, see :mod:`kubetrail.sources.containerlog`).
         detector: runs the stateless detection rules on each batch once it is committed.
+        fast: let a store that can (DuckDB) extract the columns from the raw JSON itself
+            (:mod:`kubetrail.model.rawbatch`); the same rows, faster. Without a transform
+            and a detector only, which need the whole table in Python. Default ``True``.
 
     Returns:
         The counts of what was read, stored, skipped as duplicate, refused and skipped as not
@@ -165,6 +172,7 @@ def ingest_paths(
         batch_records=batch_records,
         transform=transform,
         detector=detector,
+        fast=fast,
     )
     summary.not_audit = unwrapped.not_audit
     return summary
@@ -181,6 +189,7 @@ def ingest_batches(
     batch_records: int = BATCH_RECORDS,
     transform: EventTransform | None = None,
     detector: BatchDetector | None = None,
+    fast: bool = True,
 ) -> IngestSummary:
     """Decode ``(source, records)`` chunks and store them in batches; see :func:`ingest_paths`.
 
@@ -192,6 +201,7 @@ def ingest_batches(
     pending: queue.Queue[_Chunk | None] = queue.Queue(maxsize=1)
     failure: list[BaseException] = []
     detections = _Detections(detector) if detector is not None else None
+    raw_writer = _raw_writer(store) if fast and transform is None and detector is None else None
 
     def write_loop() -> None:
         feed = _BatchFeed(pending, batch_records)
@@ -200,7 +210,9 @@ def ingest_batches(
                 feed.drain()
                 return
             try:
-                _commit_batch(store, feed, cluster, summary, quarantine, progress, detections)
+                _commit_batch(
+                    store, feed, cluster, summary, quarantine, progress, detections, raw_writer
+                )
             except BaseException as exc:  # re-raised in the caller's thread
                 failure.append(exc)
 
@@ -210,7 +222,10 @@ def ingest_batches(
         for source, records in chunks:
             if failure:
                 break
-            pending.put(_decode(source, records, cluster, redact, transform))
+            if raw_writer is not None:
+                pending.put(_decode_raw(source, records, cluster, redact))
+            else:
+                pending.put(_decode(source, records, cluster, redact, transform))
     finally:
         pending.put(None)
         writer.join()
@@ -248,6 +263,21 @@ class _Detections:
                 self._detector.on_batch(table)
             except Exception as exc:  # stored batches stay stored; detections are best effort
                 log.error("detections failed on a batch: %s", exc)
+
+
+def _raw_writer(store: Store) -> RawWriter | None:
+    """The store's fast-path writer, when it has one (see :mod:`kubetrail.model.rawbatch`)."""
+    writer = getattr(store, "write_raw_batches", None)
+    return writer if callable(writer) else None
+
+
+def _decode_raw(source: str, records: list[Record], cluster: str, redact: bool) -> _Chunk:
+    batch = raw_batch(records, source=source, redact=redact)
+    if batch.unique_keys:
+        return _Chunk(source, batch.table, batch.rejections, batch.records)
+    # Repeated keys: only the reference path's full table keeps the first of each.
+    normalized = normalize(batch.chunk, cluster=cluster, source=source, batch_id="")
+    return _Chunk(source, normalized.table, normalized.rejections, normalized.records)
 
 
 def _decode(
@@ -321,6 +351,7 @@ def _commit_batch(
     quarantine: Quarantine | None,
     progress: ProgressCallback | None,
     detector: BatchDetector | None = None,
+    raw_writer: RawWriter | None = None,
 ) -> None:
     meta = BatchMeta(cluster=cluster, source=feed.peek_source(), batch_id=uuid.uuid4().hex)
     taken = IngestSummary()
@@ -337,7 +368,8 @@ def _commit_batch(
                 written.append(chunk.table)
             yield chunk.table
 
-    result = store.write_batches(tables(), meta)
+    write = raw_writer if raw_writer is not None else store.write_batches
+    result = write(tables(), meta)
     if detector is not None and written:
         try:
             detector.on_batch(pa.concat_tables(written))

@@ -32,8 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import StoreError
+from ..model.rawbatch import RAW_SCHEMA
 from ..model.schema import COLUMN_NAMES, EVENT_SCHEMA
-from . import duckdb_chain
+from . import duckdb_chain, duckdb_raw
 from .base import EVENTS_TABLE, BatchMeta, StoreStats, WriteResult
 from .integrity import DIGEST_COLUMNS, KIND_BATCH, ChainRecord, events_digest
 
@@ -202,6 +203,53 @@ class DuckDBStore:
                 tally.add(*self._insert(table, meta))
             self._record_batch(meta, tally)
         return tally.result()
+
+    def write_raw_batches(self, tables: Iterable[pa.Table], meta: BatchMeta) -> WriteResult:
+        """Like :meth:`write_batches`, for tables of the fast path's raw batches.
+
+        Each table has either :data:`~kubetrail.model.rawbatch.RAW_SCHEMA` (DuckDB extracts
+        the other columns from the raw JSON, :mod:`kubetrail.store.duckdb_raw`) or the event
+        schema (a batch that took the reference path). One transaction, as ever.
+        """
+        with self._lock, _translated("cannot write the batch"), self._transaction():
+            tally = _Tally()
+            for table in tables:
+                if table.schema == RAW_SCHEMA:
+                    tally.add(*self._insert_raw(table, meta))
+                else:
+                    tally.add(*self._insert(table, meta))
+            self._record_batch(meta, tally)
+        return tally.result()
+
+    def _insert_raw(
+        self, table: pa.Table, meta: BatchMeta
+    ) -> tuple[int, int, datetime | None, datetime | None, pa.Table | None]:
+        """Insert the new events of one raw batch; returns what :meth:`_insert` returns."""
+        if table.num_rows == 0:
+            return 0, 0, None, None, None
+        received = table.num_rows
+        table = _first_of_each_key(table, _RAW_KEY)
+        times = table.column("stage_time")
+        first, last = pc.min(times).as_py(), pc.max(times).as_py()
+        self._con.register("_raw_batch", table)
+        try:
+            params = {
+                "cluster": meta.cluster,
+                "source": meta.source,
+                "batch_id": meta.batch_id,
+                "lo": first,
+                "hi": last,
+            }
+            row = _first(self._con, _INSERT_RAW, params)
+        finally:
+            self._con.unregister("_raw_batch")
+        stored = int(row[0]) if row else 0
+        if not self.chain:
+            return received, stored, first, last, None
+        # Python parsed the stored key columns and holds the raw JSON: the digest needs no
+        # read-back unless some rows were duplicates.
+        kept = table.select([*DIGEST_COLUMNS, "stage_time"]) if stored == table.num_rows else None
+        return received, stored, first, last, kept
 
     def write_group(self, items: Sequence[tuple[pa.Table, BatchMeta]]) -> list[WriteResult]:
         """Store several batches in one transaction, each with its own batch record and result.
@@ -530,6 +578,8 @@ class DuckDBStore:
 
 
 _KEY = ["cluster", "audit_id", "stage", "request_received"]
+_RAW_KEY = ["audit_id", "stage", "request_received"]
+_INSERT_RAW = duckdb_raw.insert_sql("_raw_batch")
 _BATCH_ID_INDEX = EVENT_SCHEMA.get_field_index("batch_id")
 
 
@@ -572,10 +622,10 @@ class _Tally:
         return WriteResult(stored=self.stored, duplicates=self.received - self.stored)
 
 
-def _first_of_each_key(table: pa.Table) -> pa.Table:
+def _first_of_each_key(table: pa.Table, key: list[str] = _KEY) -> pa.Table:
     """Drop rows of the batch that repeat an earlier row's key (a file ingested twice at once)."""
-    indexed = table.select(_KEY).append_column("_i", pa.array(range(table.num_rows), pa.int64()))
-    firsts = indexed.group_by(_KEY, use_threads=False).aggregate([("_i", "min")])
+    indexed = table.select(key).append_column("_i", pa.array(range(table.num_rows), pa.int64()))
+    firsts = indexed.group_by(key, use_threads=False).aggregate([("_i", "min")])
     if firsts.num_rows == table.num_rows:
         return table
     keep = firsts.column("_i_min")
