@@ -40,6 +40,12 @@ CHUNK_RECORDS = 4_096
 #: it commits (about 1.8 KB per 1.2 KB event): 32,768 keeps that near 60 MB and an import of a
 #: million events under 500 MB resident (49,152 reached 514 MB). Measured in docs/benchmarks.md.
 BATCH_RECORDS = 32_768
+#: Records per batch on the fast path (:mod:`kubetrail.model.rawbatch`): one DuckDB row group.
+#: A transaction of a full row group is written straight to the file, compressed, instead of
+#: through the write-ahead log and again at the checkpoint; the fast path's batches hold only
+#: the raw JSON and a few columns, so a larger batch fits the same memory. Measured in
+#: docs/benchmarks.md ("Ingest").
+FAST_BATCH_RECORDS = 122_880
 
 
 @dataclass
@@ -117,7 +123,7 @@ def ingest_paths(
     redact: bool = True,
     progress: ProgressCallback | None = None,
     chunk_records: int = CHUNK_RECORDS,
-    batch_records: int = BATCH_RECORDS,
+    batch_records: int | None = None,
     transform: EventTransform | None = None,
     format_in: str = "auto",
     detector: BatchDetector | None = None,
@@ -134,7 +140,7 @@ def ingest_paths(
         progress: called with the number of records committed after each batch.
         chunk_records: records decoded at a time (memory bound).
         batch_records: records per stored batch (unit of atomicity). A batch never spans two
-            files.
+            files. Default :data:`BATCH_RECORDS`, :data:`FAST_BATCH_RECORDS` on the fast path.
         transform: applied to decoded events before storage, e.g. a collector-side audit
             policy (:class:`kubetrail.policy.transform.PolicyTransform`).
         format_in: ``auto`` (default: detected per file), ``jsonl``, ``cri`` or ``docker``
@@ -154,12 +160,17 @@ def ingest_paths(
     """
 
     unwrapped = UnwrapStats()
+    if batch_records is None:
+        fast_path = fast and transform is None and detector is None
+        use_fast = fast_path and _raw_writer(store) is not None
+        batch_records = FAST_BATCH_RECORDS if use_fast else BATCH_RECORDS
+    batch_size = batch_records
 
     def chunks() -> Iterator[tuple[str, list[Record]]]:
         for path in paths:
             records = iter_records(path, format_in, unwrapped)
             name = source_name(path)
-            while chunk := list(islice(records, min(chunk_records, batch_records))):
+            while chunk := list(islice(records, min(chunk_records, batch_size))):
                 yield name, chunk
 
     summary = ingest_batches(
@@ -223,7 +234,7 @@ def ingest_batches(
             if failure:
                 break
             if raw_writer is not None:
-                pending.put(_decode_raw(source, records, cluster, redact))
+                pending.put(_decode_raw(source, records, redact))
             else:
                 pending.put(_decode(source, records, cluster, redact, transform))
     finally:
@@ -271,13 +282,9 @@ def _raw_writer(store: Store) -> RawWriter | None:
     return writer if callable(writer) else None
 
 
-def _decode_raw(source: str, records: list[Record], cluster: str, redact: bool) -> _Chunk:
+def _decode_raw(source: str, records: list[Record], redact: bool) -> _Chunk:
     batch = raw_batch(records, source=source, redact=redact)
-    if batch.unique_keys:
-        return _Chunk(source, batch.table, batch.rejections, batch.records)
-    # Repeated keys: only the reference path's full table keeps the first of each.
-    normalized = normalize(batch.chunk, cluster=cluster, source=source, batch_id="")
-    return _Chunk(source, normalized.table, normalized.rejections, normalized.records)
+    return _Chunk(source, batch.table, batch.rejections, batch.records)
 
 
 def _decode(

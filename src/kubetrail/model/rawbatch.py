@@ -61,32 +61,20 @@ def raw_batch(records: list[Record], *, source: str, redact: bool = True) -> Raw
 
 
 class RawBatch:
-    """A fast-path batch: the table (:data:`RAW_SCHEMA`), the rejections, the records read.
+    """A fast-path batch: the table (:data:`RAW_SCHEMA`), the rejections, the records read."""
 
-    ``unique_keys`` is false when two events of the batch share auditID and stage: the
-    reference path then keeps the first of each key, which only a table in input order
-    with every column can do, so such a batch takes the reference path.
-    """
+    __slots__ = ("records", "rejections", "table")
 
-    __slots__ = ("chunk", "records", "rejections", "table", "unique_keys")
-
-    def __init__(
-        self, chunk: DecodedChunk, table: pa.Table, rejections: list[Rejection], unique: bool
-    ) -> None:
-        self.chunk = chunk
+    def __init__(self, table: pa.Table, rejections: list[Rejection], records: int) -> None:
         self.table = table
         self.rejections = rejections
-        self.records = chunk.records
-        self.unique_keys = unique
+        self.records = records
 
 
 def raw_columns(chunk: DecodedChunk) -> RawBatch:
     """The raw-batch table of decoded events (see the module docstring)."""
     heads = chunk.heads
     received, stage_time, raw, bad = checked_columns(chunk)
-    audit_ids = [h.auditID for h in heads]
-    stages = [h.stage for h in heads]
-    unique = len(set(zip(audit_ids, stages, strict=True))) == len(heads)
     commands: list[str | None] = [None] * len(heads)
     for i, head in enumerate(heads):
         ref = head.objectRef
@@ -94,8 +82,8 @@ def raw_columns(chunk: DecodedChunk) -> RawBatch:
             commands[i] = exec_command(head.requestURI or "")
     table = pa.Table.from_arrays(
         [
-            pa.array(audit_ids, pa.string()),
-            pa.array(stages, pa.string()),
+            pa.array([h.auditID for h in heads], pa.string()),
+            pa.array([h.stage for h in heads], pa.string()),
             received,
             stage_time,
             pa.array([h.apiVersion or "audit.k8s.io/v1" for h in heads], pa.string()),
@@ -106,4 +94,4 @@ def raw_columns(chunk: DecodedChunk) -> RawBatch:
         schema=RAW_SCHEMA,
     )
     rejections = chunk.rejections + bad_rejections(chunk, bad)
-    return RawBatch(chunk, without_bad(table, bad), rejections, unique)
+    return RawBatch(without_bad(table, bad), rejections, chunk.records)

