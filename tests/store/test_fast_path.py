@@ -195,7 +195,7 @@ CRAFTED = [
     _event(user={"username": "system:node:n1"}, impersonatedUser={"username": "", "groups": []}),
     _event(user={"username": "system:anonymous"}, impersonatedUser={"username": "bob"}),
     _event(user={"username": "system:kube-scheduler"}, impersonatedUser={"groups": ["x"]}),
-    _event(user={"username": "Ünïcødé \u2603 \\n \"q\""}, userAgent="a\u0000b"),
+    _event(user={"username": 'Ünïcødé \u2603 \\n "q"'}, userAgent="a\u0000b"),
     _event(
         objectRef={
             "resource": "pods",
