@@ -46,6 +46,8 @@ BATCH_RECORDS = 32_768
 #: the raw JSON and a few columns, so a larger batch fits the same memory. Measured in
 #: docs/benchmarks.md ("Ingest").
 FAST_BATCH_RECORDS = 122_880
+#: Decoded chunks queued for the writer on the fast path (about 5 MB each).
+FAST_QUEUE_CHUNKS = 6
 
 
 @dataclass
@@ -209,10 +211,13 @@ def ingest_batches(
     """
     summary = IngestSummary(quarantine=str(quarantine.path) if quarantine else None)
     started = time.perf_counter()
-    pending: queue.Queue[_Chunk | None] = queue.Queue(maxsize=1)
     failure: list[BaseException] = []
     detections = _Detections(detector) if detector is not None else None
     raw_writer = _raw_writer(store) if fast and transform is None and detector is None else None
+    # The fast path's chunks are small (the raw JSON and a few columns) and DuckDB inserts
+    # several at once: a deeper queue lets decoding run on while DuckDB works.
+    depth = FAST_QUEUE_CHUNKS if raw_writer is not None else 1
+    pending: queue.Queue[_Chunk | None] = queue.Queue(maxsize=depth)
 
     def write_loop() -> None:
         feed = _BatchFeed(pending, batch_records)

@@ -242,3 +242,25 @@ def test_crafted_events_store_the_same_rows(tmp_path):
     path = tmp_path / "crafted.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     assert _assert_same(tmp_path, "crafted", [path]) == len(CRAFTED) + 12
+
+
+def test_a_long_transaction_closes_a_chain_record_every_few_rows(tmp_path, monkeypatch):
+    """Inside one transaction, every RAW_CHAIN_ROWS rows form a batch with its own record."""
+    import kubetrail.store.duckdb as engine
+
+    monkeypatch.setattr(engine, "RAW_INSERT_ROWS", 40)
+    monkeypatch.setattr(engine, "RAW_CHAIN_ROWS", 100)
+    path = tmp_path / "demo.jsonl"
+    lines = list(generate_events(1000, seed=4))
+    path.write_bytes(b"\n".join([*lines, *lines[200:260]]) + b"\n")
+    stored = _assert_same(tmp_path, "sub", [path], chunk_records=30, batch_records=600)
+    assert stored == 1000
+    store = open_store(tmp_path / "sub-fast.duckdb")
+    try:
+        batches = store.query("SELECT batch_id, received, stored FROM batches").to_pylist()
+        chained = store.query("SELECT count(*) AS n FROM chain").column("n")[0].as_py()
+    finally:
+        store.close()
+    assert len(batches) >= 8 and chained == len(batches)
+    assert sum(b["received"] for b in batches) == 1060
+    assert all(b["received"] < 100 + 2 * 40 for b in batches)

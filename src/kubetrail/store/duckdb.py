@@ -21,6 +21,7 @@ Each batch is one transaction: after a crash the batch is either fully stored or
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -52,6 +53,8 @@ _EXPORT_ROWS = 10_000
 #: Rows of raw batches inserted per statement: DuckDB parses them on all its threads, and a
 #: statement's fixed costs (the dedupe scan of the stored rows) are paid once per 16 k rows.
 RAW_INSERT_ROWS = 16_384
+#: Rows per chain record on the fast path (see :meth:`DuckDBStore.write_raw_batches`).
+RAW_CHAIN_ROWS = 32_768
 
 
 def _events_ddl() -> str:
@@ -212,39 +215,67 @@ class DuckDBStore:
 
         Each table has either :data:`~kubetrail.model.rawbatch.RAW_SCHEMA` (DuckDB extracts
         the other columns from the raw JSON, :mod:`kubetrail.store.duckdb_raw`) or the event
-        schema (a batch that took the reference path). One transaction, as ever.
+        schema (records that took the reference path). One transaction, as ever; inside it,
+        every :data:`RAW_CHAIN_ROWS` rows close a batch of their own (its own ``batches`` row
+        and chain record, ``meta.batch_id`` for the first), so that the digest needs only
+        that many rows' JSON in memory while the transaction grows to a whole row group.
         """
         with self._lock, _translated("cannot write the batch"), self._transaction():
+            total = _Tally()
             tally = _Tally()
+            current = meta
             pending: list[pa.Table] = []
             for table in tables:
                 if table.schema != RAW_SCHEMA:
                     # Input order decides which of two equal keys is kept: earlier rows first.
-                    tally.add(*self._insert_raw(pending, meta))
-                    pending = []
-                    tally.add(*self._insert(table, meta))
-                    continue
-                pending.append(table)
-                if sum(t.num_rows for t in pending) >= RAW_INSERT_ROWS:
-                    tally.add(*self._insert_raw(pending, meta))
-                    pending = []
-            tally.add(*self._insert_raw(pending, meta))
-            self._record_batch(meta, tally)
-        return tally.result()
+                    tally.add(*self._insert_raw(pending, current))
+                    tally.add(*self._insert(table, current))
+                else:
+                    pending.append(table)
+                    if sum(t.num_rows for t in pending) >= RAW_INSERT_ROWS:
+                        tally.add(*self._insert_raw(pending, current))
+                if tally.received >= RAW_CHAIN_ROWS:
+                    self._record_batch(current, tally)
+                    total.merge(tally)
+                    tally = _Tally()
+                    current = BatchMeta(meta.cluster, meta.source, uuid.uuid4().hex)
+            tally.add(*self._insert_raw(pending, current))
+            self._record_batch(current, tally)
+            total.merge(tally)
+        return total.result()
 
     def _insert_raw(
         self, tables: list[pa.Table], meta: BatchMeta
     ) -> tuple[int, int, datetime | None, datetime | None, pa.Table | None]:
-        """Insert the new events of raw batches in one statement; returns what
-        :meth:`_insert` returns."""
-        table = pa.concat_tables(tables) if tables else None
-        if table is None or table.num_rows == 0:
+        """Insert the new events of raw batches in one statement, emptying ``tables``.
+
+        Returns what :meth:`_insert` returns. DuckDB reads the tables through a stream that
+        lets go of each record batch once read: it would otherwise keep every table of the
+        transaction alive until the commit.
+        """
+        if not tables:
             return 0, 0, None, None, None
-        received = table.num_rows
-        table = _first_of_each_key(table, _RAW_KEY)
-        times = table.column("stage_time")
+        keys = pa.concat_tables([t.select(_RAW_KEY) for t in tables])
+        received = keys.num_rows
+        if not received:
+            tables.clear()
+            return 0, 0, None, None, None
+        keep = _first_rows(keys)
+        if keep is not None:
+            whole = pa.concat_tables(tables).take(keep)
+            tables[:] = [whole]
+        times = pa.chunked_array([t.column("stage_time") for t in tables]).combine_chunks()
         first, last = pc.min(times).as_py(), pc.max(times).as_py()
-        self._con.register("_raw_batch", table)
+        # The digest columns of the rows kept (the raw JSON is not copied: same buffers).
+        kept = pa.concat_tables([t.select([*DIGEST_COLUMNS, "stage_time"]) for t in tables])
+        schema = tables[0].schema
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            while tables:
+                yield from tables.pop(0).to_batches()
+
+        reader = pa.RecordBatchReader.from_batches(schema, batches())
+        self._con.register("_raw_batch", reader)
         try:
             params = {
                 "cluster": meta.cluster,
@@ -256,13 +287,12 @@ class DuckDBStore:
             row = _first(self._con, _INSERT_RAW, params)
         finally:
             self._con.unregister("_raw_batch")
+            tables.clear()
         stored = int(row[0]) if row else 0
         if not self.chain:
             return received, stored, first, last, None
-        # Python parsed the stored key columns and holds the raw JSON: the digest needs no
-        # read-back unless some rows were duplicates.
-        kept = table.select([*DIGEST_COLUMNS, "stage_time"]) if stored == table.num_rows else None
-        return received, stored, first, last, kept
+        # When some rows were duplicates, the stored rows are read back at the end instead.
+        return received, stored, first, last, kept if stored == kept.num_rows else None
 
     def write_group(self, items: Sequence[tuple[pa.Table, BatchMeta]]) -> list[WriteResult]:
         """Store several batches in one transaction, each with its own batch record and result.
@@ -627,6 +657,11 @@ class _Tally:
         if last is not None:
             self.last = last if self.last is None else max(self.last, last)
 
+    def merge(self, other: _Tally) -> None:
+        """Add another batch's counts (for the result of a write of several batches)."""
+        self.received += other.received
+        self.stored += other.stored
+
     def row(self) -> tuple[int, int, int, datetime | None, datetime | None]:
         """received, stored, duplicates, first and last time: the ``batches`` columns."""
         return self.received, self.stored, self.received - self.stored, self.first, self.last
@@ -635,14 +670,20 @@ class _Tally:
         return WriteResult(stored=self.stored, duplicates=self.received - self.stored)
 
 
-def _first_of_each_key(table: pa.Table, key: list[str] = _KEY) -> pa.Table:
-    """Drop rows of the batch that repeat an earlier row's key (a file ingested twice at once)."""
-    indexed = table.select(key).append_column("_i", pa.array(range(table.num_rows), pa.int64()))
-    firsts = indexed.group_by(key, use_threads=False).aggregate([("_i", "min")])
-    if firsts.num_rows == table.num_rows:
-        return table
+def _first_rows(keys: pa.Table) -> pa.Array | None:
+    """Positions of the first row of each key, in order; ``None`` when every key is unique."""
+    indexed = keys.append_column("_i", pa.array(range(keys.num_rows), pa.int64()))
+    firsts = indexed.group_by(keys.column_names, use_threads=False).aggregate([("_i", "min")])
+    if firsts.num_rows == keys.num_rows:
+        return None
     keep = firsts.column("_i_min")
-    return table.take(pc.take(keep, pc.sort_indices(keep)))
+    return pc.take(keep, pc.sort_indices(keep))
+
+
+def _first_of_each_key(table: pa.Table) -> pa.Table:
+    """Drop rows of the batch that repeat an earlier row's key (a file ingested twice at once)."""
+    keep = _first_rows(table.select(_KEY))
+    return table if keep is None else table.take(keep)
 
 
 def _utcnow() -> datetime:
