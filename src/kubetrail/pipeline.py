@@ -25,7 +25,7 @@ import pyarrow as pa
 from .model.decode import DecodedChunk, Rejection, decode_records
 from .model.gcpause import gc_paused
 from .model.normalize import normalize, normalize_records
-from .model.rawbatch import raw_batch
+from .model.rawbatch import raw_columns
 from .quarantine import Quarantine
 from .sources.containerlog import UnwrapStats
 from .sources.files import Record, iter_records, source_name
@@ -46,8 +46,15 @@ BATCH_RECORDS = 32_768
 #: the raw JSON and a few columns, so a larger batch fits the same memory. Measured in
 #: docs/benchmarks.md ("Ingest").
 FAST_BATCH_RECORDS = 122_880
+#: A batch also ends once its tables hold this many bytes, so that large events (bodies of
+#: tens of KB) keep memory bounded too: 1.2 KB events never reach these before the counts.
+BATCH_BYTES = 64 * 1024 * 1024
+FAST_BATCH_BYTES = 192 * 1024 * 1024
+#: A chunk whose events' JSON is larger than this takes the reference path (large events:
+#: 2 KB on average for a chunk of 4,096; demo events are 1.2 KB, real ones mostly smaller).
+FAST_CHUNK_BYTES = 8 * 1024 * 1024
 #: Decoded chunks queued for the writer on the fast path (about 5 MB each).
-FAST_QUEUE_CHUNKS = 6
+FAST_QUEUE_CHUNKS = 2
 
 
 @dataclass
@@ -220,7 +227,8 @@ def ingest_batches(
     pending: queue.Queue[_Chunk | None] = queue.Queue(maxsize=depth)
 
     def write_loop() -> None:
-        feed = _BatchFeed(pending, batch_records)
+        limit = FAST_BATCH_BYTES if raw_writer is not None else BATCH_BYTES
+        feed = _BatchFeed(pending, batch_records, limit)
         while not feed.finished:
             if failure:
                 feed.drain()
@@ -239,7 +247,7 @@ def ingest_batches(
             if failure:
                 break
             if raw_writer is not None:
-                pending.put(_decode_raw(source, records, redact))
+                pending.put(_decode_raw(source, records, cluster, redact))
             else:
                 pending.put(_decode(source, records, cluster, redact, transform))
     finally:
@@ -287,9 +295,16 @@ def _raw_writer(store: Store) -> RawWriter | None:
     return writer if callable(writer) else None
 
 
-def _decode_raw(source: str, records: list[Record], redact: bool) -> _Chunk:
-    batch = raw_batch(records, source=source, redact=redact)
-    return _Chunk(source, batch.table, batch.rejections, batch.records)
+def _decode_raw(source: str, records: list[Record], cluster: str, redact: bool) -> _Chunk:
+    with gc_paused():
+        chunk = decode_records(records, source, redact=redact)
+        if sum(map(len, chunk.raws)) <= FAST_CHUNK_BYTES:
+            batch = raw_columns(chunk)
+            return _Chunk(source, batch.table, batch.rejections, batch.records)
+        # Large events: DuckDB's JSON reader needs several times a vector's bytes of memory,
+        # more than the import's memory limit allows; the reference path builds them here.
+        normalized = normalize(chunk, cluster=cluster, source=source, batch_id="")
+    return _Chunk(source, normalized.table, normalized.rejections, normalized.records)
 
 
 def _decode(
@@ -315,9 +330,12 @@ def _decode(
 class _BatchFeed:
     """Hands the writer the chunks of one batch at a time: same source, bounded size."""
 
-    def __init__(self, chunks: queue.Queue[_Chunk | None], batch_records: int) -> None:
+    def __init__(
+        self, chunks: queue.Queue[_Chunk | None], batch_records: int, batch_bytes: int
+    ) -> None:
         self._chunks = chunks
         self._limit = batch_records
+        self._bytes = batch_bytes
         self._next: _Chunk | None = None
         self.finished = False
         self._take()
@@ -337,11 +355,17 @@ class _BatchFeed:
         Only counts are kept: a chunk's table is freed as soon as the store has consumed it.
         """
         source = self.peek_source()
-        records = 0
-        while self._next is not None and self._next.source == source and records < self._limit:
+        records = size = 0
+        while (
+            self._next is not None
+            and self._next.source == source
+            and records < self._limit
+            and size < self._bytes
+        ):
             chunk = self._next
             self._next = None
             records += chunk.records
+            size += chunk.table.nbytes
             taken.read += chunk.records
             taken.dropped_by_policy += chunk.dropped
             taken.rejected += len(chunk.rejections)

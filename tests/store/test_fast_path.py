@@ -264,3 +264,16 @@ def test_a_long_transaction_closes_a_chain_record_every_few_rows(tmp_path, monke
     assert len(batches) >= 8 and chained == len(batches)
     assert sum(b["received"] for b in batches) == 1060
     assert all(b["received"] < 100 + 2 * 40 for b in batches)
+
+
+def test_chunks_of_large_events_take_the_reference_path(tmp_path, monkeypatch):
+    """Chunks over FAST_CHUNK_BYTES are built in Python; mixed with fast chunks, same rows."""
+    import kubetrail.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "FAST_CHUNK_BYTES", 40_000)
+    events = [json.loads(line) for line in generate_events(400, seed=6)]
+    for event in events[100:150]:
+        event["requestObject"] = {"kind": "ConfigMap", "data": {"blob": "x" * 5000}}
+    path = tmp_path / "large.jsonl"
+    path.write_bytes(b"\n".join(json.dumps(e).encode() for e in events) + b"\n")
+    assert _assert_same(tmp_path, "large", [path], chunk_records=25) == 400

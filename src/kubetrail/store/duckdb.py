@@ -55,6 +55,9 @@ _EXPORT_ROWS = 10_000
 RAW_INSERT_ROWS = 16_384
 #: Rows per chain record on the fast path (see :meth:`DuckDBStore.write_raw_batches`).
 RAW_CHAIN_ROWS = 32_768
+# The same in bytes, for large events (the counts above are reached first by 1.2 KB events).
+_INSERT_BYTES = 24 * 1024 * 1024
+_CHAIN_BYTES = 48 * 1024 * 1024
 
 
 def _events_ddl() -> str:
@@ -225,16 +228,24 @@ class DuckDBStore:
             tally = _Tally()
             current = meta
             pending: list[pa.Table] = []
+            pending_bytes = batch_bytes = 0
             for table in tables:
+                batch_bytes += table.nbytes
                 if table.schema != RAW_SCHEMA:
                     # Input order decides which of two equal keys is kept: earlier rows first.
                     tally.add(*self._insert_raw(pending, current))
                     tally.add(*self._insert(table, current))
+                    pending_bytes = 0
                 else:
                     pending.append(table)
-                    if sum(t.num_rows for t in pending) >= RAW_INSERT_ROWS:
+                    pending_bytes += table.nbytes
+                    rows = sum(t.num_rows for t in pending)
+                    if rows >= RAW_INSERT_ROWS or pending_bytes >= _INSERT_BYTES:
                         tally.add(*self._insert_raw(pending, current))
-                if tally.received >= RAW_CHAIN_ROWS:
+                        pending_bytes = 0
+                if tally.received >= RAW_CHAIN_ROWS or batch_bytes >= _CHAIN_BYTES:
+                    tally.add(*self._insert_raw(pending, current))
+                    pending_bytes = batch_bytes = 0
                     self._record_batch(current, tally)
                     total.merge(tally)
                     tally = _Tally()
@@ -286,7 +297,10 @@ class DuckDBStore:
             }
             row = _first(self._con, _INSERT_RAW, params)
         finally:
-            self._con.unregister("_raw_batch")
+            # After a failed statement the transaction is aborted and unregister fails too;
+            # the statement's own error is the one to report.
+            with suppress(duckdb.Error):
+                self._con.unregister("_raw_batch")
             tables.clear()
         stored = int(row[0]) if row else 0
         if not self.chain:
