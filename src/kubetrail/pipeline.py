@@ -25,10 +25,11 @@ import pyarrow as pa
 from .model.decode import DecodedChunk, Rejection, decode_records
 from .model.gcpause import gc_paused
 from .model.normalize import normalize, normalize_records
+from .model.rawbatch import raw_columns
 from .quarantine import Quarantine
 from .sources.containerlog import UnwrapStats
 from .sources.files import Record, iter_records, source_name
-from .store.base import BatchMeta, Store
+from .store.base import BatchMeta, Store, WriteResult
 
 log = logging.getLogger("kubetrail.pipeline")
 
@@ -39,6 +40,21 @@ CHUNK_RECORDS = 4_096
 #: it commits (about 1.8 KB per 1.2 KB event): 32,768 keeps that near 60 MB and an import of a
 #: million events under 500 MB resident (49,152 reached 514 MB). Measured in docs/benchmarks.md.
 BATCH_RECORDS = 32_768
+#: Records per batch on the fast path (:mod:`kubetrail.model.rawbatch`): one DuckDB row group.
+#: A transaction of a full row group is written straight to the file, compressed, instead of
+#: through the write-ahead log and again at the checkpoint; the fast path's batches hold only
+#: the raw JSON and a few columns, so a larger batch fits the same memory. Measured in
+#: docs/benchmarks.md ("Ingest").
+FAST_BATCH_RECORDS = 122_880
+#: A batch also ends once its tables hold this many bytes, so that large events (bodies of
+#: tens of KB) keep memory bounded too: 1.2 KB events never reach these before the counts.
+BATCH_BYTES = 64 * 1024 * 1024
+FAST_BATCH_BYTES = 192 * 1024 * 1024
+#: A chunk whose events' JSON is larger than this takes the reference path (large events:
+#: 2 KB on average for a chunk of 4,096; demo events are 1.2 KB, real ones mostly smaller).
+FAST_CHUNK_BYTES = 8 * 1024 * 1024
+#: Decoded chunks queued for the writer on the fast path (about 5 MB each).
+FAST_QUEUE_CHUNKS = 2
 
 
 @dataclass
@@ -103,6 +119,8 @@ class BatchDetector(Protocol):
 
 
 ProgressCallback = Callable[[int], None]
+#: A store's fast-path write (``DuckDBStore.write_raw_batches``): raw or event tables.
+RawWriter = Callable[[Iterable[pa.Table], BatchMeta], WriteResult]
 
 
 def ingest_paths(
@@ -114,10 +132,11 @@ def ingest_paths(
     redact: bool = True,
     progress: ProgressCallback | None = None,
     chunk_records: int = CHUNK_RECORDS,
-    batch_records: int = BATCH_RECORDS,
+    batch_records: int | None = None,
     transform: EventTransform | None = None,
     format_in: str = "auto",
     detector: BatchDetector | None = None,
+    fast: bool = True,
 ) -> IngestSummary:
     """Ingest files (or ``-`` for stdin) into a store.
 
@@ -130,12 +149,15 @@ def ingest_paths(
         progress: called with the number of records committed after each batch.
         chunk_records: records decoded at a time (memory bound).
         batch_records: records per stored batch (unit of atomicity). A batch never spans two
-            files.
+            files. Default :data:`BATCH_RECORDS`, :data:`FAST_BATCH_RECORDS` on the fast path.
         transform: applied to decoded events before storage, e.g. a collector-side audit
             policy (:class:`kubetrail.policy.transform.PolicyTransform`).
         format_in: ``auto`` (default: detected per file), ``jsonl``, ``cri`` or ``docker``
             (container logs, see :mod:`kubetrail.sources.containerlog`).
         detector: runs the stateless detection rules on each batch once it is committed.
+        fast: let a store that can (DuckDB) extract the columns from the raw JSON itself
+            (:mod:`kubetrail.model.rawbatch`); the same rows, faster. Without a transform
+            and a detector only, which need the whole table in Python. Default ``True``.
 
     Returns:
         The counts of what was read, stored, skipped as duplicate, refused and skipped as not
@@ -147,12 +169,17 @@ def ingest_paths(
     """
 
     unwrapped = UnwrapStats()
+    if batch_records is None:
+        fast_path = fast and transform is None and detector is None
+        use_fast = fast_path and _raw_writer(store) is not None
+        batch_records = FAST_BATCH_RECORDS if use_fast else BATCH_RECORDS
+    batch_size = batch_records
 
     def chunks() -> Iterator[tuple[str, list[Record]]]:
         for path in paths:
             records = iter_records(path, format_in, unwrapped)
             name = source_name(path)
-            while chunk := list(islice(records, min(chunk_records, batch_records))):
+            while chunk := list(islice(records, min(chunk_records, batch_size))):
                 yield name, chunk
 
     summary = ingest_batches(
@@ -165,6 +192,7 @@ def ingest_paths(
         batch_records=batch_records,
         transform=transform,
         detector=detector,
+        fast=fast,
     )
     summary.not_audit = unwrapped.not_audit
     return summary
@@ -181,6 +209,7 @@ def ingest_batches(
     batch_records: int = BATCH_RECORDS,
     transform: EventTransform | None = None,
     detector: BatchDetector | None = None,
+    fast: bool = True,
 ) -> IngestSummary:
     """Decode ``(source, records)`` chunks and store them in batches; see :func:`ingest_paths`.
 
@@ -189,18 +218,25 @@ def ingest_batches(
     """
     summary = IngestSummary(quarantine=str(quarantine.path) if quarantine else None)
     started = time.perf_counter()
-    pending: queue.Queue[_Chunk | None] = queue.Queue(maxsize=1)
     failure: list[BaseException] = []
     detections = _Detections(detector) if detector is not None else None
+    raw_writer = _raw_writer(store) if fast and transform is None and detector is None else None
+    # The fast path's chunks are small (the raw JSON and a few columns) and DuckDB inserts
+    # several at once: a deeper queue lets decoding run on while DuckDB works.
+    depth = FAST_QUEUE_CHUNKS if raw_writer is not None else 1
+    pending: queue.Queue[_Chunk | None] = queue.Queue(maxsize=depth)
 
     def write_loop() -> None:
-        feed = _BatchFeed(pending, batch_records)
+        limit = FAST_BATCH_BYTES if raw_writer is not None else BATCH_BYTES
+        feed = _BatchFeed(pending, batch_records, limit)
         while not feed.finished:
             if failure:
                 feed.drain()
                 return
             try:
-                _commit_batch(store, feed, cluster, summary, quarantine, progress, detections)
+                _commit_batch(
+                    store, feed, cluster, summary, quarantine, progress, detections, raw_writer
+                )
             except BaseException as exc:  # re-raised in the caller's thread
                 failure.append(exc)
 
@@ -210,7 +246,10 @@ def ingest_batches(
         for source, records in chunks:
             if failure:
                 break
-            pending.put(_decode(source, records, cluster, redact, transform))
+            if raw_writer is not None:
+                pending.put(_decode_raw(source, records, cluster, redact))
+            else:
+                pending.put(_decode(source, records, cluster, redact, transform))
     finally:
         pending.put(None)
         writer.join()
@@ -250,6 +289,24 @@ class _Detections:
                 log.error("detections failed on a batch: %s", exc)
 
 
+def _raw_writer(store: Store) -> RawWriter | None:
+    """The store's fast-path writer, when it has one (see :mod:`kubetrail.model.rawbatch`)."""
+    writer = getattr(store, "write_raw_batches", None)
+    return writer if callable(writer) else None
+
+
+def _decode_raw(source: str, records: list[Record], cluster: str, redact: bool) -> _Chunk:
+    with gc_paused():
+        chunk = decode_records(records, source, redact=redact)
+        if sum(map(len, chunk.raws)) <= FAST_CHUNK_BYTES:
+            batch = raw_columns(chunk)
+            return _Chunk(source, batch.table, batch.rejections, batch.records)
+        # Large events: DuckDB's JSON reader needs several times a vector's bytes of memory,
+        # more than the import's memory limit allows; the reference path builds them here.
+        normalized = normalize(chunk, cluster=cluster, source=source, batch_id="")
+    return _Chunk(source, normalized.table, normalized.rejections, normalized.records)
+
+
 def _decode(
     source: str,
     records: list[Record],
@@ -273,9 +330,12 @@ def _decode(
 class _BatchFeed:
     """Hands the writer the chunks of one batch at a time: same source, bounded size."""
 
-    def __init__(self, chunks: queue.Queue[_Chunk | None], batch_records: int) -> None:
+    def __init__(
+        self, chunks: queue.Queue[_Chunk | None], batch_records: int, batch_bytes: int
+    ) -> None:
         self._chunks = chunks
         self._limit = batch_records
+        self._bytes = batch_bytes
         self._next: _Chunk | None = None
         self.finished = False
         self._take()
@@ -295,11 +355,17 @@ class _BatchFeed:
         Only counts are kept: a chunk's table is freed as soon as the store has consumed it.
         """
         source = self.peek_source()
-        records = 0
-        while self._next is not None and self._next.source == source and records < self._limit:
+        records = size = 0
+        while (
+            self._next is not None
+            and self._next.source == source
+            and records < self._limit
+            and size < self._bytes
+        ):
             chunk = self._next
             self._next = None
             records += chunk.records
+            size += chunk.table.nbytes
             taken.read += chunk.records
             taken.dropped_by_policy += chunk.dropped
             taken.rejected += len(chunk.rejections)
@@ -321,6 +387,7 @@ def _commit_batch(
     quarantine: Quarantine | None,
     progress: ProgressCallback | None,
     detector: BatchDetector | None = None,
+    raw_writer: RawWriter | None = None,
 ) -> None:
     meta = BatchMeta(cluster=cluster, source=feed.peek_source(), batch_id=uuid.uuid4().hex)
     taken = IngestSummary()
@@ -337,7 +404,8 @@ def _commit_batch(
                 written.append(chunk.table)
             yield chunk.table
 
-    result = store.write_batches(tables(), meta)
+    write = raw_writer if raw_writer is not None else store.write_batches
+    result = write(tables(), meta)
     if detector is not None and written:
         try:
             detector.on_batch(pa.concat_tables(written))

@@ -19,7 +19,7 @@ import msgspec
 from ..errors import EventError
 from .event import HEAD_DECODER, EventHead
 from .redact import might_need_redaction, redact_event
-from .validate import check_envelope, check_event
+from .validate import API_VERSIONS, check_envelope, check_event
 
 _ITEM_PREFIX = b'{"kind":"Event","apiVersion":'
 
@@ -98,7 +98,31 @@ def decode_records(
         The decoded events and the rejections, in input order.
     """
     chunk = DecodedChunk(source)
+    heads, raws, flags, positions = chunk.heads, chunk.raws, chunk.redacted, chunk.positions
+    decode = HEAD_DECODER.decode
     for line_no, raw in records:
+        # The common case inline (a third of the per-record cost is calls): one Event of a
+        # known apiVersion that passes every check. Anything else, or anything that fails,
+        # takes the general path, which decodes again and names the reason.
+        if type(raw) is bytes:
+            try:
+                head = decode(raw)
+            except (msgspec.DecodeError, RecursionError):
+                head = None
+            if (
+                head is not None
+                and head.kind == "Event"
+                and head.apiVersion in API_VERSIONS
+                and check_event(head) is None
+            ):
+                redacted = False
+                if redact and might_need_redaction(raw, head.level):
+                    raw, redacted = _redacted(raw)
+                heads.append(head)
+                raws.append(raw.strip())
+                flags.append(redacted)
+                positions.append((line_no, None))
+                continue
         _decode_one(chunk, line_no, raw, redact)
     return chunk
 

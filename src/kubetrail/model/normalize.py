@@ -124,7 +124,20 @@ def base_columns(chunk: DecodedChunk) -> tuple[pa.Table, list[Rejection]]:
     check the fields it skips), are refused here with their reason.
     """
     heads = chunk.heads
-    received, stage_time, bad = _timestamps(heads)
+    received, stage_time, raw, bad = checked_columns(chunk)
+    rejections = bad_rejections(chunk, bad)
+    table = _base_table(heads, raw, chunk.redacted, received, stage_time)
+    return without_bad(table, bad), rejections
+
+
+def checked_columns(chunk: DecodedChunk) -> tuple[pa.Array, pa.Array, pa.Array, dict[int, str]]:
+    """The request and stage times and the raw JSON of decoded events, and the bad ones.
+
+    Returns:
+        ``(request_received, stage_time, raw, bad)``: ``bad`` maps the index of each event
+        whose times cannot be read or whose bytes are not valid UTF-8 to the problem.
+    """
+    received, stage_time, bad = _timestamps(chunk.heads)
     raw = _string_array(chunk.raws)
     try:
         raw.validate(full=True)
@@ -138,15 +151,23 @@ def base_columns(chunk: DecodedChunk) -> tuple[pa.Table, list[Rejection]]:
                 )
         raw = pa.array([r if i not in bad else b"" for i, r in enumerate(chunk.raws)], pa.binary())
         raw = raw.cast(pa.string())
-    rejections = [
+    return received, stage_time, raw, bad
+
+
+def bad_rejections(chunk: DecodedChunk, bad: dict[int, str]) -> list[Rejection]:
+    """The rejections of the events :func:`checked_columns` found bad, in input order."""
+    return [
         Rejection(chunk.source, *chunk.positions[i], _reason(bad[i]), bad[i], chunk.raws[i])
         for i in sorted(bad)
     ]
-    table = _base_table(heads, raw, chunk.redacted, received, stage_time)
-    if bad:
-        keep = pa.array([i for i in range(len(heads)) if i not in bad], pa.int64())
-        table = table.take(keep)
-    return table, rejections
+
+
+def without_bad(table: pa.Table, bad: dict[int, str]) -> pa.Table:
+    """``table`` without the rows of the bad events."""
+    if not bad:
+        return table
+    keep = pa.array([i for i in range(table.num_rows) if i not in bad], pa.int64())
+    return table.take(keep)
 
 
 def _reason(detail: str) -> str:

@@ -21,6 +21,7 @@ Each batch is one transaction: after a crash the batch is either fully stored or
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -32,8 +33,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import StoreError
+from ..model.rawbatch import RAW_SCHEMA
 from ..model.schema import COLUMN_NAMES, EVENT_SCHEMA
-from . import duckdb_chain
+from . import duckdb_chain, duckdb_raw
 from .base import EVENTS_TABLE, BatchMeta, StoreStats, WriteResult
 from .integrity import DIGEST_COLUMNS, KIND_BATCH, ChainRecord, events_digest
 
@@ -48,6 +50,14 @@ _SQL_TYPES = {
     pa.timestamp("us"): "TIMESTAMP",
 }
 _EXPORT_ROWS = 10_000
+#: Rows of raw batches inserted per statement: DuckDB parses them on all its threads, and a
+#: statement's fixed costs (the dedupe scan of the stored rows) are paid once per 16 k rows.
+RAW_INSERT_ROWS = 16_384
+#: Rows per chain record on the fast path (see :meth:`DuckDBStore.write_raw_batches`).
+RAW_CHAIN_ROWS = 32_768
+# The same in bytes, for large events (the counts above are reached first by 1.2 KB events).
+_INSERT_BYTES = 24 * 1024 * 1024
+_CHAIN_BYTES = 48 * 1024 * 1024
 
 
 def _events_ddl() -> str:
@@ -202,6 +212,101 @@ class DuckDBStore:
                 tally.add(*self._insert(table, meta))
             self._record_batch(meta, tally)
         return tally.result()
+
+    def write_raw_batches(self, tables: Iterable[pa.Table], meta: BatchMeta) -> WriteResult:
+        """Like :meth:`write_batches`, for tables of the fast path's raw batches.
+
+        Each table has either :data:`~kubetrail.model.rawbatch.RAW_SCHEMA` (DuckDB extracts
+        the other columns from the raw JSON, :mod:`kubetrail.store.duckdb_raw`) or the event
+        schema (records that took the reference path). One transaction, as ever; inside it,
+        every :data:`RAW_CHAIN_ROWS` rows close a batch of their own (its own ``batches`` row
+        and chain record, ``meta.batch_id`` for the first), so that the digest needs only
+        that many rows' JSON in memory while the transaction grows to a whole row group.
+        """
+        with self._lock, _translated("cannot write the batch"), self._transaction():
+            total = _Tally()
+            tally = _Tally()
+            current = meta
+            pending: list[pa.Table] = []
+            pending_bytes = batch_bytes = 0
+            for table in tables:
+                batch_bytes += table.nbytes
+                if table.schema != RAW_SCHEMA:
+                    # Input order decides which of two equal keys is kept: earlier rows first.
+                    tally.add(*self._insert_raw(pending, current))
+                    tally.add(*self._insert(table, current))
+                    pending_bytes = 0
+                else:
+                    pending.append(table)
+                    pending_bytes += table.nbytes
+                    rows = sum(t.num_rows for t in pending)
+                    if rows >= RAW_INSERT_ROWS or pending_bytes >= _INSERT_BYTES:
+                        tally.add(*self._insert_raw(pending, current))
+                        pending_bytes = 0
+                if tally.received >= RAW_CHAIN_ROWS or batch_bytes >= _CHAIN_BYTES:
+                    tally.add(*self._insert_raw(pending, current))
+                    pending_bytes = batch_bytes = 0
+                    self._record_batch(current, tally)
+                    total.merge(tally)
+                    tally = _Tally()
+                    current = BatchMeta(meta.cluster, meta.source, uuid.uuid4().hex)
+            tally.add(*self._insert_raw(pending, current))
+            self._record_batch(current, tally)
+            total.merge(tally)
+        return total.result()
+
+    def _insert_raw(
+        self, tables: list[pa.Table], meta: BatchMeta
+    ) -> tuple[int, int, datetime | None, datetime | None, pa.Table | None]:
+        """Insert the new events of raw batches in one statement, emptying ``tables``.
+
+        Returns what :meth:`_insert` returns. DuckDB reads the tables through a stream that
+        lets go of each record batch once read: it would otherwise keep every table of the
+        transaction alive until the commit.
+        """
+        if not tables:
+            return 0, 0, None, None, None
+        keys = pa.concat_tables([t.select(_RAW_KEY) for t in tables])
+        received = keys.num_rows
+        if not received:
+            tables.clear()
+            return 0, 0, None, None, None
+        keep = _first_rows(keys)
+        if keep is not None:
+            whole = pa.concat_tables(tables).take(keep)
+            tables[:] = [whole]
+        times = pa.chunked_array([t.column("stage_time") for t in tables]).combine_chunks()
+        first, last = pc.min(times).as_py(), pc.max(times).as_py()
+        # The digest columns of the rows kept (the raw JSON is not copied: same buffers).
+        kept = pa.concat_tables([t.select([*DIGEST_COLUMNS, "stage_time"]) for t in tables])
+        schema = tables[0].schema
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            while tables:
+                yield from tables.pop(0).to_batches()
+
+        reader = pa.RecordBatchReader.from_batches(schema, batches())
+        self._con.register("_raw_batch", reader)
+        try:
+            params = {
+                "cluster": meta.cluster,
+                "source": meta.source,
+                "batch_id": meta.batch_id,
+                "lo": first,
+                "hi": last,
+            }
+            row = _first(self._con, _INSERT_RAW, params)
+        finally:
+            # After a failed statement the transaction is aborted and unregister fails too;
+            # the statement's own error is the one to report.
+            with suppress(duckdb.Error):
+                self._con.unregister("_raw_batch")
+            tables.clear()
+        stored = int(row[0]) if row else 0
+        if not self.chain:
+            return received, stored, first, last, None
+        # When some rows were duplicates, the stored rows are read back at the end instead.
+        return received, stored, first, last, kept if stored == kept.num_rows else None
 
     def write_group(self, items: Sequence[tuple[pa.Table, BatchMeta]]) -> list[WriteResult]:
         """Store several batches in one transaction, each with its own batch record and result.
@@ -544,6 +649,8 @@ class DuckDBStore:
 
 
 _KEY = ["cluster", "audit_id", "stage", "request_received"]
+_RAW_KEY = ["audit_id", "stage", "request_received"]
+_INSERT_RAW = duckdb_raw.insert_sql("_raw_batch")
 _BATCH_ID_INDEX = EVENT_SCHEMA.get_field_index("batch_id")
 
 
@@ -578,6 +685,11 @@ class _Tally:
         if last is not None:
             self.last = last if self.last is None else max(self.last, last)
 
+    def merge(self, other: _Tally) -> None:
+        """Add another batch's counts (for the result of a write of several batches)."""
+        self.received += other.received
+        self.stored += other.stored
+
     def row(self) -> tuple[int, int, int, datetime | None, datetime | None]:
         """received, stored, duplicates, first and last time: the ``batches`` columns."""
         return self.received, self.stored, self.received - self.stored, self.first, self.last
@@ -586,14 +698,20 @@ class _Tally:
         return WriteResult(stored=self.stored, duplicates=self.received - self.stored)
 
 
+def _first_rows(keys: pa.Table) -> pa.Array | None:
+    """Positions of the first row of each key, in order; ``None`` when every key is unique."""
+    indexed = keys.append_column("_i", pa.array(range(keys.num_rows), pa.int64()))
+    firsts = indexed.group_by(keys.column_names, use_threads=False).aggregate([("_i", "min")])
+    if firsts.num_rows == keys.num_rows:
+        return None
+    keep = firsts.column("_i_min")
+    return pc.take(keep, pc.sort_indices(keep))
+
+
 def _first_of_each_key(table: pa.Table) -> pa.Table:
     """Drop rows of the batch that repeat an earlier row's key (a file ingested twice at once)."""
-    indexed = table.select(_KEY).append_column("_i", pa.array(range(table.num_rows), pa.int64()))
-    firsts = indexed.group_by(_KEY, use_threads=False).aggregate([("_i", "min")])
-    if firsts.num_rows == table.num_rows:
-        return table
-    keep = firsts.column("_i_min")
-    return table.take(pc.take(keep, pc.sort_indices(keep)))
+    keep = _first_rows(table.select(_KEY))
+    return table if keep is None else table.take(keep)
 
 
 def _utcnow() -> datetime:
