@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kubetrail.model import decode_records
+from kubetrail.model import decode_records, normalize
 from kubetrail.model.decode import TruncatedRecord
 from kubetrail.sources.files import iter_records
 from testdata import EDGE_FILES, EVENT_FILES, EVENTLIST_FILE, PARTIAL_FILES, read_json_lines
@@ -77,6 +77,17 @@ def test_bad_item_of_an_eventlist_does_not_stop_the_others():
     [rejection] = chunk.rejections
     assert (rejection.line, rejection.index) == (1, 1)
     assert rejection.reason == "missing required field 'stage'"
+
+
+def test_items_of_a_v1beta1_eventlist_keep_the_lists_version():
+    item = {k: v for k, v in GOOD.items() if k not in ("kind", "apiVersion")}
+    doc = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1beta1", "items": [item]}
+    chunk = _decode(json.dumps(doc).encode())
+    [head] = chunk.heads
+    assert head.apiVersion == "audit.k8s.io/v1beta1"
+    assert json.loads(chunk.raws[0])["apiVersion"] == "audit.k8s.io/v1beta1"
+    table = normalize(chunk, cluster="c", source="t", batch_id="b").table
+    assert table.column("event_version").to_pylist() == ["audit.k8s.io/v1beta1"]
 
 
 @pytest.mark.parametrize(

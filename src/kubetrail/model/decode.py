@@ -188,8 +188,10 @@ def _decode_list(
             chunk.rejections.append(_reject(chunk, line_no, index, *problem, item_raw, redact))
             continue
         if head.apiVersion is None and item_raw.startswith(b"{") and item_raw != b"{}":
-            # Items carry no kind/apiVersion; give them the log backend's envelope.
+            # Items carry no kind/apiVersion; give them the log backend's envelope, and the
+            # list's version to the event_version column too.
             item_raw = prefix + item_raw[1:].lstrip()
+            head.apiVersion = version or None
         _accept(chunk, line_no, index, head, item_raw, redact)
 
 

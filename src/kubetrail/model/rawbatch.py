@@ -8,8 +8,7 @@ or what must follow Python's exact rules:
 * ``audit_id`` and ``stage``: the dedupe key (and the hash chain's sort key), as decoded;
 * ``request_received`` and ``stage_time``: parsed by the same Arrow code as the reference
   path (v1beta1's ``timestamp`` fallback, nanosecond truncation, offsets, bad times);
-* ``event_version``: the event's own apiVersion (EventList items carry the list's version in
-  their stored JSON but keep ``audit.k8s.io/v1`` here, as the reference path does);
+* ``event_version``: the event's apiVersion (EventList items without one take the list's);
 * ``command``: the exec/attach command (URL decoding and shell quoting, rare rows only);
 * ``redacted`` and ``raw``: the event's JSON after redaction.
 
