@@ -76,7 +76,9 @@ def test_alerts_go_to_their_clusters_store(routed: RoutedStore) -> None:
 
 
 def test_reads_merge_every_store_by_time_and_follow_the_scope(routed: RoutedStore) -> None:
-    items = [_match("prod" if i % 2 else "dev", f"k{i}", T0 + timedelta(minutes=i)) for i in range(6)]
+    items = [
+        _match("prod" if i % 2 else "dev", f"k{i}", T0 + timedelta(minutes=i)) for i in range(6)
+    ]
     routed_alerts.record_many(routed, items)
     every = routed_alerts.list_alerts(routed)
     assert [a.key for a in every] == ["k5", "k4", "k3", "k2", "k1", "k0"]
@@ -97,9 +99,7 @@ def test_status_and_deliveries_are_kept_with_the_alert(routed: RoutedStore) -> N
     assert [(d.sink, d.state) for d in got.deliveries] == [("webhook", "failed")]
     # Nothing of it reached server.db.
     assert alertstore.get_alert(routed.main, prod.id) is None
-    assert routed.main.query("SELECT count(*) AS n FROM alert_deliveries").to_pylist() == [
-        {"n": 0}
-    ]
+    assert routed.main.query("SELECT count(*) AS n FROM alert_deliveries").to_pylist() == [{"n": 0}]
     with pytest.raises(KeyError):
         routed_alerts.set_status(routed, "no-such-alert", "resolved", "x")
     with pytest.raises(UsageError):
