@@ -5,10 +5,11 @@ to ``server.db``. The configuration refuses layouts where clusters of two enviro
 share a file (``kubetrail.config``), so production and development data never mix.
 :class:`RoutedStore` is the one store the server's writer sees: it sends each batch to its
 cluster's file. Its own reads (``query``, stats, export) go to ``server.db``; alerts are kept
-in each cluster's file as well (:mod:`kubetrail.detect.routed_alerts`); the web UI and ``/api`` pick the file of the selected cluster or environment
-with :meth:`RoutedStore.target` (:func:`kubetrail.web.scope.read_scope`), and the scheduled
-detections run on each of :meth:`RoutedStore.stores`. From the command line a cluster stored
-apart is read with ``--db`` its own file.
+in each cluster's file too (:mod:`kubetrail.detect.routed_alerts`). The web UI and ``/api``
+pick the file of the selected cluster or environment with :meth:`RoutedStore.target`
+(:func:`kubetrail.web.scope.read_scope`), and the scheduled detections run on each of
+:meth:`RoutedStore.stores`. From the command line a cluster stored apart is read with ``--db``
+its own file.
 """
 
 from __future__ import annotations
