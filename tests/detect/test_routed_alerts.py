@@ -13,7 +13,7 @@ from kubetrail.config import ClusterConfig, ServerConfig
 from kubetrail.detect import alertstore, routed_alerts
 from kubetrail.detect.alertstore import NewMatch
 from kubetrail.errors import UsageError
-from kubetrail.store import open_store
+from kubetrail.store import open_store, routing
 from kubetrail.store.layout import RoutedStore
 
 T0 = datetime(2024, 5, 1, 12, 0, 0)
@@ -85,8 +85,8 @@ def test_reads_merge_every_store_by_time_and_follow_the_scope(routed: RoutedStor
     assert [a.key for a in routed_alerts.list_alerts(routed, limit=3)] == ["k5", "k4", "k3"]
     assert {a.cluster for a in routed_alerts.list_alerts(routed, cluster="prod")} == {"prod"}
     assert {a.cluster for a in routed_alerts.list_alerts(routed, cluster=["dev"])} == {"dev"}
-    assert routed_alerts.read_stores(routed, "prod") == [routed.main, routed.by_cluster["prod"]]
-    assert routed_alerts.read_stores(routed, "dev") == [routed.main]
+    assert routing.read_stores(routed, "prod") == [routed.main, routed.by_cluster["prod"]]
+    assert routing.read_stores(routed, "dev") == [routed.main]
 
 
 def test_status_and_deliveries_are_kept_with_the_alert(routed: RoutedStore) -> None:
@@ -121,6 +121,33 @@ def test_alerts_stored_in_server_db_before_stay_readable(routed: RoutedStore) ->
 def test_a_single_store_is_used_as_it_is(tmp_path: Path) -> None:
     with open_store(tmp_path / "one.duckdb") as store:
         (alert,) = routed_alerts.record_many(store, [_match("prod", "alice", T0)])
-        assert routed_alerts.every_store(store) == [store]
+        assert routing.every_store(store) == [store]
         assert [a.id for a in routed_alerts.list_alerts(store, cluster="prod")] == [alert.id]
         assert routed_alerts.set_status(store, alert.id, "resolved", "x").status == "resolved"
+
+
+def test_scraped_counters_stay_with_their_cluster(routed: RoutedStore) -> None:
+    from kubetrail.store.audit_counters import (
+        ERROR_METRIC,
+        Sample,
+        audit_error_gaps,
+        read_samples,
+        record_samples,
+    )
+
+    # A series begun in server.db (before "prod" had a file of its own) goes on in its file.
+    record_samples(routed.main, [Sample("prod", T0, ERROR_METRIC, "webhook", 5)])
+    record_samples(
+        routed,
+        [
+            Sample("prod", T0 + timedelta(minutes=1), ERROR_METRIC, "webhook", 8),
+            Sample("dev", T0, ERROR_METRIC, "webhook", 1),
+            Sample("dev", T0 + timedelta(minutes=1), ERROR_METRIC, "webhook", 3),
+        ],
+    )
+    assert {s.cluster for s in read_samples(routed.by_cluster["prod"])} == {"prod"}
+    assert [s.value for s in read_samples(routed.main, "prod")] == [5]
+    assert {s.cluster for s in read_samples(routed.main)} == {"dev", "prod"}
+    gaps = {(g.cluster, g.events) for g in audit_error_gaps(routed)}
+    assert gaps == {("dev", 2), ("prod", 3)}
+    assert [(g.cluster, g.events) for g in audit_error_gaps(routed, "prod")] == [("prod", 3)]

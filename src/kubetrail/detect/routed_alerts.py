@@ -19,34 +19,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ..store.base import Store
+from ..store.routing import cluster_store, every_store, read_stores
 from . import alertstore
 from .alertstore import NewMatch, StoredAlert
-
-
-def every_store(store: Store) -> list[Store]:
-    """Every distinct store file of the server, ``server.db`` first (or ``[store]``)."""
-    stores = getattr(store, "stores", None)
-    return list(stores()) if callable(stores) else [store]
-
-
-def store_for(store: Store, cluster: str) -> Store:
-    """The store that keeps a cluster's alerts: the one its events go to."""
-    target = getattr(store, "target", None)
-    return target(cluster) if callable(target) else store
-
-
-def read_stores(store: Store, cluster: str | Sequence[str] | None) -> list[Store]:
-    """The stores to read for a cluster filter: ``server.db`` and the files of the clusters
-    (every file for ``None``), each once."""
-    if cluster is None or not callable(getattr(store, "target", None)):
-        return every_store(store)
-    names = [cluster] if isinstance(cluster, str) else list(cluster)
-    out = [every_store(store)[0]]
-    for name in names:
-        s = store_for(store, name)
-        if all(s is not seen for seen in out):
-            out.append(s)
-    return out
 
 
 def record_many(store: Store, items: Sequence[NewMatch]) -> list[StoredAlert]:
@@ -54,7 +29,7 @@ def record_many(store: Store, items: Sequence[NewMatch]) -> list[StoredAlert]:
     the alerts raised now, in the order of their first match."""
     groups: dict[int, tuple[Store, list[NewMatch]]] = {}
     for item in items:
-        target = store_for(store, item.cluster)
+        target = cluster_store(store, item.cluster)
         groups.setdefault(id(target), (target, []))[1].append(item)
     raised: list[StoredAlert] = []
     for target, group in groups.values():
@@ -123,4 +98,6 @@ def set_delivery(
     store: Store, alert: StoredAlert, sink: str, state: str, attempts: int, error: str | None
 ) -> None:
     """Record an alert's state at one sink next to the alert (its cluster's store)."""
-    alertstore.set_delivery(store_for(store, alert.cluster), alert.id, sink, state, attempts, error)
+    alertstore.set_delivery(
+        cluster_store(store, alert.cluster), alert.id, sink, state, attempts, error
+    )
