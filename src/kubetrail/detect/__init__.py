@@ -10,6 +10,7 @@ the built-in rule pack, stored alerts and the sinks that deliver them.
     scheduled.py   threshold, first-seen and silence rules as queries against the store
     detector.py    matches -> folded by key -> stored -> sinks; the server's detector thread
     alertstore.py  the stored alerts (keyed, with cooldown) and their delivery states
+    routed_alerts.py  each cluster's alerts in its own store file; reads merged over files
     sinks.py       stdout, webhook (HMAC-SHA256), Slack, Alertmanager; retries with backoff
     coverage.py    what audit level and stages a rule needs, against a Policy
     replay.py      rules over stored history: ``rules test`` and ``rules backtest``

@@ -18,9 +18,10 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 
 from ..store.base import Store
-from .alertstore import NewMatch, StoredAlert, record_many
+from .alertstore import NewMatch, StoredAlert
 from .audit_errors import audit_error_matches
 from .engine import BatchEngine, Match
+from .routed_alerts import record_many
 from .rules import Rule
 from .scheduled import first_seen_matches, silence_matches, threshold_matches
 
@@ -100,7 +101,8 @@ class Detector:
     """Runs a rule set against batches and the store; stores alerts; hands new ones on.
 
     Args:
-        store: the store that holds events and alerts.
+        store: the server's store; each alert goes to its cluster's store file
+            (:mod:`kubetrail.detect.routed_alerts`).
         rules: the rules (disabled ones are skipped).
         notify: called with the alerts raised now (the sink dispatcher), after they are stored.
         cooldown: the stateless rules' cooldown.

@@ -34,7 +34,8 @@ from prometheus_client import CollectorRegistry, Counter
 from ..config import SinkConfig
 from ..errors import ConfigError
 from ..store.base import Store
-from .alertstore import SEVERITIES, StoredAlert, set_delivery
+from .alertstore import SEVERITIES, StoredAlert
+from .routed_alerts import set_delivery
 
 log = logging.getLogger("kubetrail.sinks")
 SIGNATURE_HEADER = "X-Kubetrail-Signature"
@@ -327,7 +328,7 @@ class Dispatcher:
         if self.store is None:
             return
         try:
-            set_delivery(self.store, alert.id, sink.name, state, attempts, error)
+            set_delivery(self.store, alert, sink.name, state, attempts, error)
         except Exception as exc:  # recording must not stop deliveries
             log.error("cannot record delivery state of %s: %s", alert.id, exc)
 

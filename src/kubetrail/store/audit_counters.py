@@ -2,7 +2,8 @@
 
 ``kubetrail serve`` scrapes each configured cluster's ``/metrics``
 (:mod:`kubetrail.sources.apiserver_metrics`) and keeps two counters of kube-apiserver, in a
-small table next to the alerts (``apiserver_audit_samples``):
+small table next to the alerts (``apiserver_audit_samples``; a cluster with a store file of its
+own keeps its samples there, :mod:`kubetrail.store.routing`):
 
 * ``apiserver_audit_event_total``: audit events generated and sent to the audit backend;
 * ``apiserver_audit_error_total{plugin}``: audit events that failed to be audited properly, by
@@ -29,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .base import Store
+from .routing import cluster_store, read_stores
 
 TABLE = "apiserver_audit_samples"
 ERROR_METRIC = "apiserver_audit_error_total"
@@ -126,7 +128,17 @@ def ensure_table(store: Store) -> None:
 
 
 def record_samples(store: Store, samples: Sequence[Sample]) -> None:
-    """Append scraped samples."""
+    """Append scraped samples, each to its cluster's store file (issue 9: a production
+    cluster's counters stay with its events)."""
+    by_store: dict[int, tuple[Store, list[Sample]]] = {}
+    for sample in samples:
+        target = cluster_store(store, sample.cluster)
+        by_store.setdefault(id(target), (target, []))[1].append(sample)
+    for target, group in by_store.values():
+        _append(target, group)
+
+
+def _append(store: Store, samples: Sequence[Sample]) -> None:
     if not samples:
         return
     ensure_table(store)
@@ -152,7 +164,25 @@ def read_samples(
     until: datetime | None = None,
 ) -> list[Sample]:
     """Stored samples, by cluster, metric, plugin and time (none when the table is missing:
-    a store that no scraper wrote to, opened read-only)."""
+    a store that no scraper wrote to, opened read-only).
+
+    On a server whose clusters have store files of their own, ``server.db`` and the files of
+    the clusters are read and merged (a series may start in ``server.db``, written before its
+    cluster had a file, and go on in the file: merged, its rises are still exact).
+    """
+    stores = read_stores(store, cluster)
+    if len(stores) == 1:
+        return _read(stores[0], cluster, since, until)
+    merged = [s for one in stores for s in _read(one, cluster, since, until)]
+    return sorted(merged, key=lambda s: (s.cluster, s.metric, s.plugin, s.time))
+
+
+def _read(
+    store: Store,
+    cluster: str | Sequence[str] | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> list[Sample]:
     clickhouse = getattr(store, "dialect", "duckdb") == "clickhouse"
     if store not in _READY and not _exists(store, clickhouse):
         return []

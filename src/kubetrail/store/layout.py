@@ -4,11 +4,12 @@ A cluster with ``store: FILE`` in the configuration writes there; every other cl
 to ``server.db``. The configuration refuses layouts where clusters of two environments would
 share a file (``kubetrail.config``), so production and development data never mix.
 :class:`RoutedStore` is the one store the server's writer sees: it sends each batch to its
-cluster's file. Its own reads (``query``, stats, export) go to ``server.db``, where the alerts
-are kept too; the web UI and ``/api`` pick the file of the selected cluster or environment
-with :meth:`RoutedStore.target` (:func:`kubetrail.web.scope.read_scope`), and the scheduled
-detections run on each of :meth:`RoutedStore.stores`. From the command line a cluster stored
-apart is read with ``--db`` its own file.
+cluster's file. Its own reads (``query``, stats, export) go to ``server.db``; alerts are kept
+in each cluster's file too (:mod:`kubetrail.detect.routed_alerts`). The web UI and ``/api``
+pick the file of the selected cluster or environment with :meth:`RoutedStore.target`
+(:func:`kubetrail.web.scope.read_scope`), and the scheduled detections run on each of
+:meth:`RoutedStore.stores`. From the command line a cluster stored apart is read with ``--db``
+its own file.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """The stored alerts of the detections as the UI and ``/api`` show them (a thin layer over
-:mod:`kubetrail.detect.alertstore`)."""
+:mod:`kubetrail.detect.routed_alerts`: each cluster's alerts are read from its own store file)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from ..detect import alertstore
+from ..detect import alertstore, routed_alerts
 from ..errors import UsageError
 from ..store.base import Store
 
@@ -27,7 +27,7 @@ def list_alerts(
     Raises:
         UsageError: an unknown status.
     """
-    alerts = alertstore.list_alerts(
+    alerts = routed_alerts.list_alerts(
         store, since=since, status=status, cluster=cluster, environment=environment, limit=limit
     )
     return [a.to_json() for a in alerts]
@@ -35,7 +35,7 @@ def list_alerts(
 
 def get_alert(store: Store, alert_id: str) -> dict[str, Any] | None:
     """One alert, or ``None``."""
-    found = alertstore.get_alert(store, alert_id)
+    found = routed_alerts.get_alert(store, alert_id)
     return None if found is None else found.to_json()
 
 
@@ -47,6 +47,7 @@ def set_status(store: Store, alert_id: str, status: str, by: str) -> dict[str, A
     """
     if status not in STATUSES:
         raise UsageError(f"status must be one of {', '.join(STATUSES)}")
-    if alertstore.get_alert(store, alert_id) is None:
+    try:
+        return routed_alerts.set_status(store, alert_id, status, by).to_json()
+    except KeyError:
         return None
-    return alertstore.set_status(store, alert_id, status, by).to_json()

@@ -4,8 +4,8 @@ the reads that must look in every store file (an event by auditID).
 Two kinds of gap (issue 9): a silence (no events for much longer than the cluster's usual
 pace, :mod:`kubetrail.store.gaps`, looked for in each store file that holds a selected
 cluster) and events the API server itself counted as failed to send (its scraped
-``apiserver_audit_error_total``, :mod:`kubetrail.store.audit_counters`, kept in ``server.db``
-next to the alerts).
+``apiserver_audit_error_total``, :mod:`kubetrail.store.audit_counters`, kept next to the
+cluster's alerts: in its own store file when it has one).
 """
 
 from __future__ import annotations
