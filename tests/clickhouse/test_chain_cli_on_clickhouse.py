@@ -90,8 +90,35 @@ def test_retention_apply_on_a_url(filled: tuple[ClickHouseStore, str]) -> None:
     verified = run("verify", "--db", url, "--format", "json")
     assert verified.exit_code == 0, verified.output
     assert json.loads(verified.output)["clusters"]["dev"]["removed_events"] == 2 * PER_DAY
-    capped = run("retention", "apply", "--db", url, "--max-size", "1GB")
-    assert capped.exit_code == 1 and "size caps" in capped.output
+    under = run("retention", "apply", "--db", url, "--max-size", "1GB")
+    assert under.exit_code == 0 and "nothing to remove" in under.output
+
+
+def test_size_cap_on_a_url(filled: tuple[ClickHouseStore, str]) -> None:
+    from kubetrail.store.clickhouse_retention import _usage
+
+    store, url = filled
+    cap = int(_usage(store)[0] * 0.6)
+    args = ["retention", "apply", "--db", url, "--max-size", str(cap)]
+    dry = run(*args, "--dry-run", "--format", "json")
+    assert dry.exit_code == 0, dry.output
+    body = json.loads(dry.output)["stores"][0]
+    assert body["max_size"] == cap and body["used_bytes_after"] <= cap < body["used_bytes_before"]
+    removed = {r["cluster"]: r for r in body["removed"]}
+    assert set(removed) == {"prod", "dev"}
+    assert {(r["kind"], r["estimated"], r["chain_seq"]) for r in removed.values()} == {
+        ("eviction", True, None)
+    }
+    assert store.count("dev") == store.count("prod") == 4 * PER_DAY  # the dry run kept all
+    done = run(*args)
+    assert done.exit_code == 0, done.output
+    events = removed["dev"]["events"]
+    assert f"dev: removed {events:,} events" in done.output and "over the size cap" in done.output
+    assert "warning: dev: evicted by the store's size cap" in done.output
+    assert store.count("dev") == 4 * PER_DAY - events > 0
+    verified = run("verify", "--db", url, "--format", "json")
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.output)["clusters"]["dev"]["removed_events"] == events
 
 
 def test_the_server_schedule_applies_recorded_retention(
@@ -113,3 +140,30 @@ def test_the_server_schedule_applies_recorded_retention(
     assert store.count("dev") == 0 and store.count("prod") == 4 * PER_DAY
     assert metrics.removed.labels("dev")._value.get() == 4 * PER_DAY
     assert verify_store(store).ok
+
+
+def test_the_server_schedule_evicts_above_max_size_with_a_warning(
+    filled: tuple[ClickHouseStore, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from kubetrail.config import RetentionConfig, ServerConfig
+    from kubetrail.store.clickhouse_retention import _usage
+    from kubetrail.store.retention import RetentionPolicy
+    from kubetrail.store.verify import verify_store
+    from kubetrail.web.retention import RetentionMetrics, RetentionScheduler
+
+    store, url = filled
+    cap = int(_usage(store)[0] * 0.6)
+    config = ServerConfig(db=url)
+    config.retention = RetentionConfig(interval="1h", max_size=str(cap))
+    metrics = RetentionMetrics(CollectorRegistry())
+    scheduler = RetentionScheduler.for_server(store, config, metrics)
+    with caplog.at_level("WARNING", logger="kubetrail.retention"):
+        scheduler.run_once()
+    gone = {c: 4 * PER_DAY - store.count(c) for c in ("prod", "dev")}
+    assert all(gone.values())
+    assert {c: metrics.evicted.labels(c)._value.get() for c in gone} == gone
+    assert metrics.runs.labels("ok")._value.get() == 1
+    assert any("evicted" in r.getMessage() and "max_size" in r.getMessage() for r in caplog.records)
+    assert verify_store(store, policy=RetentionPolicy(max_size=cap)).ok

@@ -28,6 +28,7 @@ from kubetrail.store.clickhouse_chain import (
     read_records,
     writer_of,
 )
+from kubetrail.store.clickhouse_retention import _usage
 from kubetrail.store.integrity import GENESIS, ChainRecord
 from kubetrail.store.retention import RetentionPolicy, apply_retention
 from kubetrail.store.verify import verify_store
@@ -260,6 +261,108 @@ def test_retention_record_forged_with_valid_hashes_is_found(
     insert(a, [StoredRecord("mallory2", forged, "")])
     kinds = {k for k, _ in _kinds(verify_store(a, policy=RetentionPolicy(timedelta(days=30))))}
     assert "removal_invalid" in kinds
+
+
+def _days(store: ClickHouseStore, cluster: str) -> list[int]:
+    """The days (0-based from START) of which the cluster still has events."""
+    rows = store._client.query(
+        f"SELECT DISTINCT toDate(stage_time) FROM {store.database}.events "
+        "WHERE cluster = {c:String} ORDER BY 1",
+        parameters={"c": cluster},
+    ).result_rows
+    return [(r[0] - START.date()).days for r in rows]
+
+
+@pytest.fixture
+def big_days(new_clickhouse_store: Any, tmp_path: Path) -> tuple[ClickHouseStore, ...]:
+    """Two collectors, ``prod`` and ``dev``, DAYS days of COPIES x the trail's events each (one
+    batch per day): large enough that the parts' fixed overhead (some KB each) is small beside
+    the events, as in a real store."""
+    from kubetrail.pipeline import ingest_paths
+
+    a = new_clickhouse_store()
+    b = new_clickhouse_store(database=a.database)
+    for day in range(DAYS):
+        for cluster in ("prod", "dev"):
+            path = day_file(tmp_path, cluster, START + timedelta(days=day))
+            lines = path.read_text().splitlines()
+            copies = [
+                line.replace('"auditID": "', f'"auditID": "{n:04d}-').replace(
+                    '.005000Z"', f'.{5000 + n:06d}Z"'
+                )
+                for n in range(COPIES)
+                for line in lines
+            ]
+            path.write_text("\n".join(copies) + "\n")
+            ingest_paths(a if day % 2 else b, [str(path)], cluster)
+    return a, b
+
+
+COPIES = 40
+
+
+def test_size_cap_evicts_the_oldest_batches_across_clusters(
+    big_days: tuple[ClickHouseStore, ...],
+) -> None:
+    a, b = big_days
+    per_day = COPIES * PER_DAY
+    assert a.count("prod") == DAYS * per_day
+    used, per_event = _usage(a)
+    assert used > 0 and per_event > 0
+    cap = int(used * 0.6)
+    policy = RetentionPolicy(max_size=cap)
+    now = START + timedelta(days=DAYS)
+    before = {c: _days(a, c) for c in ("prod", "dev")}
+    dry = apply_retention(a, policy, now=now, dry_run=True)
+    assert {c: _days(a, c) for c in ("prod", "dev")} == before  # the dry run changed nothing
+    assert not any(s.record.kind == "eviction" for c in before for s in read_records(a, c))
+    assert set(dry.evicted) == {"prod", "dev"} and dry.used_bytes_after <= cap
+    report = apply_retention(b, policy, now=now)
+    assert [r.as_dict() | {"chain_seq": None} for r in report.removals] == [
+        r.as_dict() for r in dry.removals
+    ]
+    assert {r.kind for r in report.removals} == {"eviction"} and report.max_size == cap
+    evicted = {r.cluster: r for r in report.removals}
+    # Oldest first, whatever the cluster: both clusters lose the same oldest days (their events
+    # have the same times), keep a suffix of days, and the youngest day stays.
+    kept = {c: _days(a, c) for c in ("prod", "dev")}
+    assert kept["prod"] == kept["dev"] and kept["prod"] == list(range(kept["prod"][0], DAYS))
+    assert 0 < kept["prod"][0] < DAYS - 1
+    gone_days = kept["prod"][0]
+    assert evicted["dev"].events == gone_days * per_day == len(evicted["dev"].batches) * per_day
+    assert report.used_bytes_after <= cap < report.used_bytes_before  # by the estimate
+    verified = verify_store(a, policy=policy)
+    assert verified.ok, verified.problems
+    assert verified.clusters["dev"].removed_events == gone_days * per_day
+    records = [s.record for s in read_records(a, "dev") if s.record.kind == "eviction"]
+    assert len(records) == 1 and records[0].detail["max_size"] == cap
+    assert records[0].detail["reason"] == "eviction" and records[0].detail["used_bytes"] > cap
+    # An eviction is only valid under a configured size cap.
+    assert "removal_invalid" in {p.kind for p in verify_store(a, policy=RetentionPolicy()).problems}
+    assert apply_retention(a, policy, now=now).removals == []  # under the cap now
+    a.optimize()  # the merges that free the space on disk
+    assert _usage(a)[0] <= cap
+    assert apply_retention(a, policy, now=now).removals == []
+
+
+def test_eviction_forged_to_take_the_youngest_batch_is_found(
+    two_writers: tuple[ClickHouseStore, ...],
+) -> None:
+    """An eviction record with valid hashes cannot take a young batch and keep older ones."""
+    a, _ = two_writers
+    young = [s.record for s in read_records(a, "dev") if s.record.kind == "batch"][-1]
+    after = datetime.fromisoformat(young.detail["request_last"].removesuffix("Z"))
+    at = datetime.now(UTC).replace(tzinfo=None)
+    iso = (after + timedelta(seconds=1)).isoformat() + "Z"
+    detail = {"writer": "mallory", "cutoff": iso, "removed_before": iso,
+              "removed_batches": [young.batch_id], "reason": "eviction"}  # fmt: skip
+    forged = ChainRecord("dev", 0, "eviction", None, young.events, young.first_time,
+                         young.last_time, None, detail, at).sealed()  # fmt: skip
+    insert(a, [StoredRecord("mallory", forged, "")])
+    _sync(a, f"DELETE FROM {a.database}.events WHERE batch_id = {{b:String}}", b=young.batch_id)
+    problems = verify_store(a, policy=RetentionPolicy(max_size=10**12)).problems
+    assert [p.kind for p in problems] == ["removal_invalid"]
+    assert "kept the older batch" in problems[0].detail
 
 
 def test_ttl_removals_are_not_silent(new_clickhouse_store: Any, tmp_path: Path) -> None:

@@ -5,9 +5,10 @@ Per cluster, :func:`verify_clickhouse`
 1. checks each writer's chain as the embedded store's is checked (sequence without gaps, links,
    record hashes, times), and that each record's stored keys match the SHA-256 its hashed
    ``detail`` carries;
-2. checks removal records (retention) against the batches the chains recorded: each named batch
-   exists, is older than the cutoff, and lies wholly before the time the removal deleted up to;
-   with the configured retention, the cutoff itself;
+2. checks removal records (retention, eviction) against the batches the chains recorded: each
+   named batch exists, is older than the cutoff, and lies wholly before the time the removal
+   deleted up to; an eviction kept no batch wholly before that time (oldest first); with the
+   configured policy, a retention's cutoff and that an eviction had a size cap;
 3. streams the cluster's events with ``FINAL`` in key order (request time, auditID, stage),
    matches each to the records whose keys cover it, and hashes each record's events as they
    pass: a record that finds fewer events than it counted fails ``events_removed``, other bytes
@@ -43,7 +44,7 @@ from .clickhouse_chain import (
     keys_sha256,
     read_records,
 )
-from .integrity import KIND_BATCH, REMOVAL_KINDS, ChainRecord
+from .integrity import KIND_BATCH, KIND_EVICTION, REMOVAL_KINDS, ChainRecord
 from .verify import SKEW, ClusterResult, Problem, VerifyReport, check_links, check_policy
 
 if TYPE_CHECKING:
@@ -235,8 +236,46 @@ def _check_removals(
                     last_time=record.last_time,
                 )
             )
+        if record.kind == KIND_EVICTION:
+            problems += _kept_older(cluster, record, batches, removed, before)
     result.removed_batches = len(removed)
     return removed
+
+
+def _kept_older(
+    cluster: str,
+    record: ChainRecord,
+    batches: list[StoredRecord],
+    removed: set[str],
+    before: datetime | None,
+) -> list[Problem]:
+    """An eviction takes the oldest first: it deletes every event received before its
+    ``removed_before``, so no batch recorded before it and kept may lie wholly before that."""
+    if before is None or record.at is None:
+        return []
+    for s in batches:
+        b = s.record
+        last = _parse(b.detail.get("request_last"))
+        if (
+            b.batch_id not in removed
+            and b.at is not None
+            and b.at < record.at
+            and last is not None
+            and last < before
+        ):
+            return [
+                Problem(
+                    cluster,
+                    "removal_invalid",
+                    f"eviction record kept the older batch {b.batch_id!r} (received before "
+                    f"{_iso(before)}, which it removed up to)",
+                    seq=record.seq,
+                    batch_id=b.batch_id,
+                    first_time=record.first_time,
+                    last_time=record.last_time,
+                )
+            ]
+    return []
 
 
 class _KeyIndex:

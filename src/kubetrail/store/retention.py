@@ -192,7 +192,7 @@ def apply_retention(
     """Remove every cluster's batches older than its retention, then enforce the size cap.
 
     On ClickHouse this is :func:`kubetrail.store.clickhouse_retention.apply_clickhouse_retention`
-    (removal by a time bound, recorded in a chain of the run's own; no size caps).
+    (removal by a time bound, recorded in a chain of the run's own; size caps by an estimate).
 
     Args:
         store: the store (one file: per-cluster stores are separate calls), or a ClickHouse store.
