@@ -20,7 +20,7 @@ install: $(VENV)/.installed
 # (ending now); it prints its URL and the admin token it created. Ctrl-C stops it.
 run: install
 	mkdir -p $(DEMO_DIR)
-	rm -f $(DEMO_DIR)/demo.duckdb $(DEMO_DIR)/demo.duckdb.wal \
+	rm -rf $(DEMO_DIR)/demo.duckdb $(DEMO_DIR)/demo.duckdb.wal $(DEMO_DIR)/demo.duckdb.spool \
 		$(DEMO_DIR)/demo.duckdb.quarantine.jsonl $(DEMO_DIR)/demo.duckdb.auth.json
 	$(VENV)/bin/kubetrail serve --demo --demo-events $(DEMO_EVENTS) --db $(DEMO_DIR)/demo.duckdb
 
