@@ -202,6 +202,11 @@ def test_retention_per_cluster_with_a_fake_clock(two_writers: tuple[ClickHouseSt
     report = verify_store(a, policy=policy)
     assert report.ok, report.problems
     assert report.clusters["prod"].removed_events == 4 * PER_DAY
+    # The records of removed batches stay, without their keys (dead weight once the events go).
+    removed = set(by_cluster["prod"].batches)
+    records = [s for s in read_records(a, "prod") if s.record.kind == "batch"]
+    assert {s.record.batch_id for s in records} >= removed
+    assert {s.record.batch_id for s in records if not s.keys} == removed
     assert apply_retention(a, policy, now=now).removals == []  # nothing more to remove
     a.optimize()  # merges after the deletes
     assert verify_store(a, policy=policy).ok

@@ -37,7 +37,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .clickhouse_chain import ChainWriter, chain_clusters, decode_keys, key_strings, read_records
+from .clickhouse_chain import (
+    CHAIN_TABLE,
+    ChainWriter,
+    chain_clusters,
+    decode_keys,
+    key_strings,
+    read_records,
+)
 from .integrity import KIND_BATCH, KIND_EVICTION, KIND_RETENTION, REMOVAL_KINDS, ChainRecord
 from .retention import (
     _EVICT_MARGIN,
@@ -133,6 +140,7 @@ def apply_clickhouse_retention(
         )
         removal.seq = record.seq
         store.delete_older_than(bound, cluster)
+        forget_keys(store, cluster, removal.batches)
     if policy.max_size is not None:
         _evict(store, policy.max_size, report, planned, writers, per_event, dry_run, actor)
     report.used_bytes_after = (
@@ -226,6 +234,30 @@ def _evict(
         )
         removal.seq = record.seq
         store.delete_older_than(bound, cluster)
+        forget_keys(store, cluster, removal.batches)
+
+
+def forget_keys(store: ClickHouseStore, cluster: str, batch_ids: list[str]) -> None:
+    """Drop the stored keys of batch records whose events a removal record took away.
+
+    The keys (about 30 bytes per event) exist so that ``verify`` can find a record's events;
+    once its events are removed, the record stays (the chain needs it) but its keys are dead
+    weight that would outgrow the events kept. The record's hash covers only the keys' SHA-256,
+    so the chain still verifies; an event of such a batch that reappears is then reported as
+    ``events_outside_chain`` instead of ``events_after_removal``.
+    """
+    from .clickhouse import _translated
+
+    if not batch_ids:
+        return
+    with _translated("cannot drop the keys of removed batches"):
+        store._client.command(
+            f"ALTER TABLE `{store.database}`.{CHAIN_TABLE} UPDATE keys = '' "
+            "WHERE cluster = {cluster:String} AND kind = {kind:String} "
+            "AND batch_id IN {ids:Array(String)}",
+            parameters={"cluster": cluster, "kind": KIND_BATCH, "ids": list(batch_ids)},
+            settings={"mutations_sync": 1},  # the chain table is small; the run reports after
+        )
 
 
 def _writer(store: ClickHouseStore, writers: list[ChainWriter]) -> ChainWriter:
