@@ -52,7 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .base import BatchMeta
-from .integrity import GENESIS, KIND_BATCH, ChainRecord, _offsets
+from .integrity import GENESIS, KIND_BATCH, ChainRecord, _offsets, chain_time
 
 if TYPE_CHECKING:
     from .clickhouse import ClickHouseStore
@@ -337,8 +337,8 @@ def record_batch(store: ClickHouseStore, meta: BatchMeta, table: pa.Table) -> Ch
     keys = encode_keys(table)
     detail = {
         "source": meta.source,
-        "request_first": _iso(pc.min(requests).as_py()),
-        "request_last": _iso(pc.max(requests).as_py()),
+        "request_first": chain_time(pc.min(requests).as_py()),
+        "request_last": chain_time(pc.max(requests).as_py()),
     }
     return writer_of(store).append(
         cluster=meta.cluster,
@@ -474,10 +474,6 @@ def events_ttl(store: ClickHouseStore) -> str | None:
         return None
     end = text.find(" SETTINGS ", start)
     return text[start + 1 : end if end > 0 else None].strip()
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat() + "Z"
 
 
 def _aware(value: datetime | None) -> datetime | None:

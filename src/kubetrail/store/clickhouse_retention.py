@@ -45,7 +45,15 @@ from .clickhouse_chain import (
     key_strings,
     read_records,
 )
-from .integrity import KIND_BATCH, KIND_EVICTION, KIND_RETENTION, REMOVAL_KINDS, ChainRecord
+from .integrity import (
+    KIND_BATCH,
+    KIND_EVICTION,
+    KIND_RETENTION,
+    REMOVAL_KINDS,
+    ChainRecord,
+    chain_time,
+    parse_chain_time,
+)
 from .retention import (
     _EVICT_MARGIN,
     Removal,
@@ -131,9 +139,9 @@ def apply_clickhouse_retention(
             detail={
                 "actor": actor,
                 "reason": KIND_RETENTION,
-                "cutoff": _iso(cutoff),
+                "cutoff": chain_time(cutoff),
                 "retention": removal.retention,
-                "removed_before": _iso(bound),
+                "removed_before": chain_time(bound),
                 "removed_batches": removal.batches,
                 "unchained_events": removal.unchained_events,
             },
@@ -224,8 +232,8 @@ def _evict(
             detail={
                 "actor": actor,
                 "reason": KIND_EVICTION,
-                "cutoff": _iso(cutoff),
-                "removed_before": _iso(bound),
+                "cutoff": chain_time(cutoff),
+                "removed_before": chain_time(bound),
                 "removed_batches": removal.batches,
                 "unchained_events": removal.unchained_events,
                 "max_size": max_size,
@@ -284,7 +292,10 @@ def _plan(
     """
     live = []
     for r in _live(stored, gone or set()):
-        lo, hi = _parse(r.detail.get("request_first")), _parse(r.detail.get("request_last"))
+        lo, hi = (
+            parse_chain_time(r.detail.get("request_first")),
+            parse_chain_time(r.detail.get("request_last")),
+        )
         if lo is not None and hi is not None:
             live.append((r, lo, hi))
     bound = cutoff
@@ -380,20 +391,7 @@ def _rows(
         )
 
 
-def _parse(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.removesuffix("Z"))
-    except ValueError:
-        return None
-
-
 def _naive(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value.astimezone(UTC).replace(tzinfo=None)
     return value
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat() + "Z"

@@ -44,7 +44,14 @@ from .clickhouse_chain import (
     keys_sha256,
     read_records,
 )
-from .integrity import KIND_BATCH, KIND_EVICTION, REMOVAL_KINDS, ChainRecord
+from .integrity import (
+    KIND_BATCH,
+    KIND_EVICTION,
+    REMOVAL_KINDS,
+    ChainRecord,
+    chain_time,
+    parse_chain_time,
+)
 from .verify import SKEW, ClusterResult, Problem, VerifyReport, check_links, check_policy
 
 if TYPE_CHECKING:
@@ -122,7 +129,9 @@ def _verify_cluster(
         result.heads[writer] = (chain[-1].record.seq, chain[-1].record.record_hash)
         for s in chain:
             if s.record.detail.get("writer") != writer:
-                problems.append(_at(s.record, "record_altered", f"writer {writer}: not its own"))
+                problems.append(
+                    Problem.at(s.record, "record_altered", f"writer {writer}: not its own")
+                )
     result.head_seq = len(stored) - 1
     result.head = hashlib.sha256(
         "\n".join(f"{w}:{s}:{h}" for w, (s, h) in sorted(result.heads.items())).encode()
@@ -156,15 +165,19 @@ def _verify_cluster(
         if state.found != record.events:
             kind = "events_removed" if state.found < record.events else "events_inserted"
             detail = f"the store holds {state.found} of the batch's {record.events} event(s)"
-            problems.append(_at(record, kind, detail))
+            problems.append(Problem.at(record, kind, detail))
         elif state.digest.hexdigest() != record.events_sha256:
             problems.append(
-                _at(record, "events_changed", "the events' SHA-256 differs from the record's")
+                Problem.at(
+                    record, "events_changed", "the events' SHA-256 differs from the record's"
+                )
             )
     for rec, count in after.items():
         record = gone[rec].record
         problems.append(
-            _at(record, "events_after_removal", f"{count} event(s) remain of a removed batch")
+            Problem.at(
+                record, "events_after_removal", f"{count} event(s) remain of a removed batch"
+            )
         )
     for batch_id, (count, first, last) in outside.items():
         problems.append(
@@ -204,8 +217,8 @@ def _check_removals(
         result.removed_events += record.events
         if policy is not None:
             problems += check_policy(cluster, record, policy)
-        cutoff = _parse(record.detail.get("cutoff"))
-        before = _parse(record.detail.get("removed_before")) or cutoff
+        cutoff = parse_chain_time(record.detail.get("cutoff"))
+        before = parse_chain_time(record.detail.get("removed_before")) or cutoff
         for batch_id in record.removed_batches():
             found = [
                 b for b in by_id.get(batch_id, []) if b.at is None or record.at is None
@@ -217,23 +230,23 @@ def _check_removals(
             elif cutoff is None or any(
                 b.last_time is not None and b.last_time >= cutoff for b in found
             ):
-                problem = f"removes batch {batch_id!r}, not older than its cutoff {_iso(cutoff)}"
+                problem = (
+                    f"removes batch {batch_id!r}, not older than its cutoff {chain_time(cutoff)}"
+                )
             elif before is None or any(
-                (_parse(b.detail.get("request_last")) or datetime.max) >= before for b in found
+                (parse_chain_time(b.detail.get("request_last")) or datetime.max) >= before
+                for b in found
             ):
-                problem = f"removes batch {batch_id!r}, not wholly before {_iso(before)}"
+                problem = f"removes batch {batch_id!r}, not wholly before {chain_time(before)}"
             if problem is None:
                 removed.add(batch_id)
                 continue
             problems.append(
-                Problem(
-                    cluster,
+                Problem.at(
+                    record,
                     "removal_invalid",
                     f"{record.kind} record {problem}",
-                    seq=record.seq,
                     batch_id=batch_id,
-                    first_time=record.first_time,
-                    last_time=record.last_time,
                 )
             )
         if record.kind == KIND_EVICTION:
@@ -255,7 +268,7 @@ def _kept_older(
         return []
     for s in batches:
         b = s.record
-        last = _parse(b.detail.get("request_last"))
+        last = parse_chain_time(b.detail.get("request_last"))
         if (
             b.batch_id not in removed
             and b.at is not None
@@ -264,15 +277,12 @@ def _kept_older(
             and last < before
         ):
             return [
-                Problem(
-                    cluster,
+                Problem.at(
+                    record,
                     "removal_invalid",
                     f"eviction record kept the older batch {b.batch_id!r} (received before "
-                    f"{_iso(before)}, which it removed up to)",
-                    seq=record.seq,
+                    f"{chain_time(before)}, which it removed up to)",
                     batch_id=b.batch_id,
-                    first_time=record.first_time,
-                    last_time=record.last_time,
                 )
             ]
     return []
@@ -329,12 +339,12 @@ def _key_index(cluster: str, records: list[StoredRecord], problems: list[Problem
     for i, s in enumerate(records):
         record = s.record
         if keys_sha256(s.keys) != record.detail.get("keys_sha256"):
-            problems.append(_at(record, "record_altered", "its keys do not match its hash"))
+            problems.append(Problem.at(record, "record_altered", "its keys do not match its hash"))
             continue
         try:
             table = decode_keys(s.keys)
         except ValueError as exc:
-            problems.append(_at(record, "record_altered", str(exc)))
+            problems.append(Problem.at(record, "record_altered", str(exc)))
             continue
         times.append(table.column("t").to_numpy(zero_copy_only=False))
         keys.append(key_strings(table.column("audit_id"), table.column("stage"), table.column("t")))
@@ -406,28 +416,3 @@ def _stream(store: ClickHouseStore, cluster: str) -> Iterable[pa.Table]:
 
 def _naive_times(column: Any) -> Any:
     return column.cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
-
-
-def _at(record: ChainRecord, kind: str, detail: str) -> Problem:
-    return Problem(
-        record.cluster,
-        kind,
-        detail,
-        seq=record.seq,
-        batch_id=record.batch_id,
-        first_time=record.first_time,
-        last_time=record.last_time,
-    )
-
-
-def _parse(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.removesuffix("Z"))
-    except ValueError:
-        return None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat() + "Z"

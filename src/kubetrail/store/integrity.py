@@ -88,11 +88,11 @@ class ChainRecord:
             "kind": self.kind,
             "batch_id": self.batch_id,
             "events": self.events,
-            "first_time": _iso(self.first_time),
-            "last_time": _iso(self.last_time),
+            "first_time": chain_time(self.first_time),
+            "last_time": chain_time(self.last_time),
             "events_sha256": self.events_sha256,
             "detail": dict(self.detail),
-            "at": _iso(self.at),
+            "at": chain_time(self.at),
             "prev_hash": self.prev_hash,
         }
 
@@ -118,8 +118,19 @@ class ChainRecord:
         return {**self._fields(), "record_hash": self.record_hash}
 
 
-def _iso(value: datetime | None) -> str | None:
+def chain_time(value: datetime | None) -> str | None:
+    """A naive-UTC time as the chain writes it: ISO 8601 with ``Z`` (``None`` stays ``None``)."""
     return None if value is None else value.isoformat() + "Z"
+
+
+def parse_chain_time(value: Any) -> datetime | None:
+    """The naive-UTC time of :func:`chain_time`'s text; ``None`` for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.removesuffix("Z"))
+    except ValueError:
+        return None
 
 
 def events_digest(parts: Iterable[pa.Table]) -> str:

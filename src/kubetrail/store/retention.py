@@ -23,7 +23,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from ..errors import ConfigError
-from .integrity import KIND_BATCH, KIND_EVICTION, KIND_RETENTION, REMOVAL_KINDS, ChainRecord
+from .integrity import (
+    KIND_BATCH,
+    KIND_EVICTION,
+    KIND_RETENTION,
+    REMOVAL_KINDS,
+    ChainRecord,
+    chain_time,
+)
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -138,9 +145,9 @@ class Removal:
             "kind": self.kind,
             "events": self.events,
             "batches": len(self.batches),
-            "first_time": _iso(self.first_time),
-            "last_time": _iso(self.last_time),
-            "cutoff": _iso(self.cutoff),
+            "first_time": chain_time(self.first_time),
+            "last_time": chain_time(self.last_time),
+            "cutoff": chain_time(self.cutoff),
             "retention": self.retention,
             "unchained_events": self.unchained_events,
             "bytes_reclaimed": self.bytes_reclaimed,
@@ -316,7 +323,7 @@ def _carry_out(
     before = store.used_bytes()
     detail: dict[str, Any] = {"actor": actor, "reason": removal.kind, **(extra or {})}
     if removal.cutoff is not None:
-        detail.update(cutoff=_iso(removal.cutoff), retention=removal.retention)
+        detail.update(cutoff=chain_time(removal.cutoff), retention=removal.retention)
     record = store.remove_batches(
         removal.cluster,
         removal.batches,
@@ -341,7 +348,3 @@ def _format_duration(value: timedelta) -> str:
         if unit != "w" and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"  # pragma: no cover
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat() + "Z"

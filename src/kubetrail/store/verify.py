@@ -39,7 +39,9 @@ from .integrity import (
     KIND_RETENTION,
     REMOVAL_KINDS,
     ChainRecord,
+    chain_time,
     events_digest,
+    parse_chain_time,
 )
 
 #: Columns a deep check does not re-derive: set from the batch, not from the JSON (``redacted``
@@ -131,6 +133,22 @@ class Problem:
     first_time: datetime | None = None
     last_time: datetime | None = None
 
+    @classmethod
+    def at(
+        cls, record: ChainRecord, kind: str, detail: str, *, batch_id: str | None = None
+    ) -> Problem:
+        """A problem found at a chain record: its cluster, sequence number and time range, and
+        its batch unless ``batch_id`` names another (e.g. a batch a removal record names)."""
+        return cls(
+            record.cluster,
+            kind,
+            detail,
+            seq=record.seq,
+            batch_id=batch_id if batch_id is not None else record.batch_id,
+            first_time=record.first_time,
+            last_time=record.last_time,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
@@ -138,8 +156,8 @@ class Problem:
             "kind": self.kind,
             "seq": self.seq,
             "batch_id": self.batch_id,
-            "first_time": _iso(self.first_time),
-            "last_time": _iso(self.last_time),
+            "first_time": chain_time(self.first_time),
+            "last_time": chain_time(self.last_time),
             "detail": self.detail,
         }
 
@@ -272,15 +290,12 @@ def _verify_cluster(
         if batch_id in removed:
             if count:
                 problems.append(
-                    Problem(
-                        cluster,
+                    Problem.at(
+                        record,
                         "events_after_removal",
                         f"{count} event(s) remain of a batch that seq {removed[batch_id].seq} "
                         "removed",
-                        seq=record.seq,
                         batch_id=batch_id,
-                        first_time=record.first_time,
-                        last_time=record.last_time,
                     )
                 )
             continue
@@ -289,14 +304,11 @@ def _verify_cluster(
         if count != record.events:
             kind = "events_removed" if count < record.events else "events_inserted"
             problems.append(
-                Problem(
-                    cluster,
+                Problem.at(
+                    record,
                     kind,
                     f"batch holds {count} event(s), its record says {record.events}",
-                    seq=record.seq,
                     batch_id=batch_id,
-                    first_time=record.first_time,
-                    last_time=record.last_time,
                 )
             )
             continue
@@ -305,26 +317,20 @@ def _verify_cluster(
         record = batches[batch_id]
         if deep and (changed := changed_columns(table)):
             problems.append(
-                Problem(
-                    cluster,
+                Problem.at(
+                    record,
                     "columns_changed",
                     f"column(s) {', '.join(changed)} differ from the event JSON they come from",
-                    seq=record.seq,
                     batch_id=batch_id,
-                    first_time=record.first_time,
-                    last_time=record.last_time,
                 )
             )
         if events_digest([table]) != record.events_sha256:
             problems.append(
-                Problem(
-                    cluster,
+                Problem.at(
+                    record,
                     "events_changed",
                     "the events' SHA-256 differs from the record's: an event was changed",
-                    seq=record.seq,
                     batch_id=batch_id,
-                    first_time=record.first_time,
-                    last_time=record.last_time,
                 )
             )
     return result, problems
@@ -377,7 +383,7 @@ def check_links(cluster: str, records: list[ChainRecord], now: datetime) -> list
                 Problem(
                     cluster,
                     "record_time_invalid",
-                    f"the record's time {_iso(at)} is in the future or before the previous "
+                    f"the record's time {chain_time(at)} is in the future or before the previous "
                     "record's",
                     **where,
                 )
@@ -392,26 +398,23 @@ def check_policy(cluster: str, record: ChainRecord, policy: RetentionPolicy) -> 
     detail = None
     if record.kind == KIND_RETENTION:
         allowed = policy.for_cluster(cluster)
-        cutoff = _parse_time(record.detail.get("cutoff"))
+        cutoff = parse_chain_time(record.detail.get("cutoff"))
         if allowed is None:
             detail = "retention removed events of a cluster whose configured retention is forever"
         elif cutoff is None or record.at is None or cutoff > record.at - allowed + SKEW:
             detail = (
-                f"retention cutoff {_iso(cutoff)} is later than the record's time "
-                f"{_iso(record.at)} minus the configured retention"
+                f"retention cutoff {chain_time(cutoff)} is later than the record's time "
+                f"{chain_time(record.at)} minus the configured retention"
             )
     elif record.kind == KIND_EVICTION and policy.max_size is None:
         detail = "eviction recorded, but the store has no size cap configured"
     if detail is None:
         return []
     return [
-        Problem(
-            cluster,
+        Problem.at(
+            record,
             "removal_invalid",
             detail,
-            seq=record.seq,
-            first_time=record.first_time,
-            last_time=record.last_time,
         )
     ]
 
@@ -423,7 +426,7 @@ def _check_removal(
     removed: dict[str, ChainRecord],
 ) -> list[Problem]:
     problems: list[Problem] = []
-    cutoff = _parse_time(record.detail.get("cutoff"))
+    cutoff = parse_chain_time(record.detail.get("cutoff"))
     for batch_id in record.removed_batches():
         batch = batches.get(batch_id)
         if batch is None:
@@ -434,21 +437,18 @@ def _check_removal(
             cutoff is None or (batch.last_time is not None and batch.last_time >= cutoff)
         ):
             problem = (
-                f"removes batch {batch_id!r} (last event {_iso(batch.last_time)}), "
-                f"not older than its cutoff {_iso(cutoff)}"
+                f"removes batch {batch_id!r} (last event {chain_time(batch.last_time)}), "
+                f"not older than its cutoff {chain_time(cutoff)}"
             )
         else:
             removed[batch_id] = record
             continue
         problems.append(
-            Problem(
-                cluster,
+            Problem.at(
+                record,
                 "removal_invalid",
                 f"{record.kind} record {problem}",
-                seq=record.seq,
                 batch_id=batch_id,
-                first_time=record.first_time,
-                last_time=record.last_time,
             )
         )
     if record.kind == KIND_EVICTION:
@@ -472,27 +472,12 @@ def _check_oldest_first(
     if (newest_taken.last_time or datetime.min) <= (oldest_kept.last_time or datetime.min):
         return []
     return [
-        Problem(
-            cluster,
+        Problem.at(
+            record,
             "removal_invalid",
             f"eviction record took batch {newest_taken.batch_id!r} (last event "
-            f"{_iso(newest_taken.last_time)}) but kept the older batch {oldest_kept.batch_id!r}",
-            seq=record.seq,
+            f"{chain_time(newest_taken.last_time)}) but kept the older batch "
+            f"{oldest_kept.batch_id!r}",
             batch_id=newest_taken.batch_id,
-            first_time=record.first_time,
-            last_time=record.last_time,
         )
     ]
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.removesuffix("Z"))
-    except ValueError:
-        return None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat() + "Z"
