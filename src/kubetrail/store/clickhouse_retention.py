@@ -128,27 +128,7 @@ def apply_clickhouse_retention(
         if dry_run:
             planned[cluster] = (set(removal.batches), bound)
             continue
-        record = _writer(store, writers).append(
-            cluster=cluster,
-            kind=KIND_RETENTION,
-            batch_id=None,
-            events=count,
-            first_time=first,
-            last_time=last,
-            events_sha256=None,
-            detail={
-                "actor": actor,
-                "reason": KIND_RETENTION,
-                "cutoff": chain_time(cutoff),
-                "retention": removal.retention,
-                "removed_before": chain_time(bound),
-                "removed_batches": removal.batches,
-                "unchained_events": removal.unchained_events,
-            },
-        )
-        removal.seq = record.seq
-        store.delete_older_than(bound, cluster)
-        forget_keys(store, cluster, removal.batches)
+        _remove(store, _writer(store, writers), removal, bound, actor, retention=removal.retention)
     if policy.max_size is not None:
         _evict(store, policy.max_size, report, planned, writers, per_event, dry_run, actor)
     report.used_bytes_after = (
@@ -221,28 +201,42 @@ def _evict(
         report.removals.append(removal)
         if dry_run:
             continue
-        record = _writer(store, writers).append(
-            cluster=cluster,
-            kind=KIND_EVICTION,
-            batch_id=None,
-            events=count,
-            first_time=first,
-            last_time=last,
-            events_sha256=None,
-            detail={
-                "actor": actor,
-                "reason": KIND_EVICTION,
-                "cutoff": chain_time(cutoff),
-                "removed_before": chain_time(bound),
-                "removed_batches": removal.batches,
-                "unchained_events": removal.unchained_events,
-                "max_size": max_size,
-                "used_bytes": used,
-            },
-        )
-        removal.seq = record.seq
-        store.delete_older_than(bound, cluster)
-        forget_keys(store, cluster, removal.batches)
+        writer = _writer(store, writers)
+        _remove(store, writer, removal, bound, actor, max_size=max_size, used_bytes=used)
+
+
+def _remove(
+    store: ClickHouseStore,
+    writer: ChainWriter,
+    removal: Removal,
+    bound: datetime,
+    actor: str,
+    **extra: Any,
+) -> None:
+    """Record a removal in the run's chain, then delete the cluster's events received before
+    ``bound`` and drop the removed batches' keys. The record comes first: a delete that fails
+    leaves events a removal record names, which ``verify`` reports and the next run removes."""
+    record = writer.append(
+        cluster=removal.cluster,
+        kind=removal.kind,
+        batch_id=None,
+        events=removal.events,
+        first_time=removal.first_time,
+        last_time=removal.last_time,
+        events_sha256=None,
+        detail={
+            "actor": actor,
+            "reason": removal.kind,
+            "cutoff": chain_time(removal.cutoff),
+            "removed_before": chain_time(bound),
+            "removed_batches": removal.batches,
+            "unchained_events": removal.unchained_events,
+            **extra,
+        },
+    )
+    removal.seq = record.seq
+    store.delete_older_than(bound, removal.cluster)
+    forget_keys(store, removal.cluster, removal.batches)
 
 
 def forget_keys(store: ClickHouseStore, cluster: str, batch_ids: list[str]) -> None:
