@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -44,7 +45,7 @@ from kubetrail.web.server import uvicorn_config
 
 DEV_TOKEN = "dev-token-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-KUBETRAIL = str(Path(os.environ.get("VIRTUAL_ENV", "/work/main/.venv")) / "bin" / "kubetrail")
+KUBETRAIL = [sys.executable, "-m", "kubetrail"]  # the interpreter running the tests
 RULES = """
 rules:
   - id: test.create
@@ -248,7 +249,7 @@ def test_after_the_server_stops_the_files_hold_their_own_alerts(server: Server) 
 
 def _cli(server: Server, *args: str) -> list[dict[str, Any]]:
     done = subprocess.run(
-        [KUBETRAIL, "alerts", "--config", str(server.config), "--format", "json", *args],
+        [*KUBETRAIL, "alerts", "--config", str(server.config), "--format", "json", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -265,7 +266,7 @@ def test_the_cli_reads_every_file_of_the_config(server: Server) -> None:
     assert {a["id"] for a in _cli(server, "--cluster", "prod")} == server.prod_ids
     assert {a["id"] for a in _cli(server, "--environment", "development")} == server.dev_ids
     alone = subprocess.run(
-        [KUBETRAIL, "alerts", "--db", str(server.main), "--format", "json"],
+        [*KUBETRAIL, "alerts", "--db", str(server.main), "--format", "json"],
         capture_output=True,
         text=True,
         timeout=120,
