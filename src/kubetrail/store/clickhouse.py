@@ -29,10 +29,9 @@ duplicates (layer 1); ``batches`` is written after the events.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -42,13 +41,22 @@ import clickhouse_connect
 import pyarrow as pa
 import pyarrow.compute as pc
 from clickhouse_connect.driver.exceptions import ClickHouseError
-from clickhouse_connect.driver.external import ExternalData
 
 from ..errors import ConfigError, StoreError
 from ..model.schema import COLUMN_NAMES, EVENT_SCHEMA
 from . import clickhouse_chain
 from .base import EVENTS_TABLE, BatchMeta, StoreStats, WriteResult
 from .clickhouse_arrow import bind_positional, empty_arrow, to_arrow
+from .clickhouse_pieces import (
+    Piece,
+    Shards,
+    cut,
+    ids_table,
+    key_strings,
+    read_shards,
+    shard_lookup,
+    shards_of_rows,
+)
 from .clickhouse_schema import BATCH_COLUMNS, SCHEMA_VERSION, retention_ddl, schema_ddl
 from .duckdb import _first_of_each_key
 
@@ -96,7 +104,7 @@ class ClickHouseStore:
         password: str = "",
         retention: Mapping[str, int] | None = None,
         create: bool = True,
-        exact_reads: bool = True,
+        exact_reads: bool = False,
         settings: Mapping[str, Any] | None = None,
     ) -> None:
         for name in (database, cluster or "x"):
@@ -116,14 +124,21 @@ class ClickHouseStore:
                 settings=dict(settings or {}),
                 autogenerate_session_id=False,  # stateless: collectors share the client safely
             )
-        # Through a Distributed table, an INSERT returns only once every shard has its rows:
-        # the pipeline acknowledges a batch (and advances checkpoints) on that return.
-        self._insert_settings = {"distributed_foreground_insert": 1} if cluster else {}
         self.read_settings = dict(EXACT_READ_SETTINGS if exact_reads else READ_SETTINGS)
         self._side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubetrail-ch-write")
+        self._inserts = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kubetrail-ch-piece")
         if create:
             self.create_schema(retention or {})
         self._check_version()
+        # Pieces go to the shard Distributed would pick (clickhouse_pieces), read once: restart
+        # the collectors after changing the cluster's shards or weights in remote_servers.
+        self._shards: Shards | None = None
+        if cluster:
+            with _translated(f"cannot read the shards of cluster '{cluster}'"):
+                try:
+                    self._shards = read_shards(self._client, cluster)
+                except ValueError as exc:
+                    raise StoreError(f"{url}: {exc}") from exc
         # Compiled SQL names ``events`` unqualified: the database travels with every request.
         self._client.database = database
 
@@ -188,34 +203,74 @@ class ClickHouseStore:
         table = whole = table.set_column(table.schema.get_field_index("batch_id"), "batch_id", ids)
         times = table.column("request_received")
         lo, hi = pc.min(times).as_py(), pc.max(times).as_py()
+        # On a cluster, the shards of the batch's auditIDs are asked at the same time as the check.
+        lookup = self._lookup_shards(table, meta.cluster)
         with _translated("cannot write the batch"):
             table = self._without_stored(table, meta.cluster, lo, hi)
         stored = table.num_rows
         row = [meta.batch_id, meta.cluster, meta.source, received, stored]
         row += [received - stored, lo, hi, datetime.now(UTC)]
-        # The events, the batch row and the chain record are three INSERTs, each a round trip
-        # and a part on the server. They are sent at once (the record does not depend on what
-        # the server stores; see clickhouse_chain), so a batch waits for one, not three.
+        # The events, the batch row and the chain record are INSERTs, each a round trip and a
+        # part on the server. They are sent at once (the record does not depend on what the
+        # server stores; see clickhouse_chain), so a batch waits for the slowest, not the sum.
         side = [
             self._side.submit(clickhouse_chain.record_batch, self, meta, whole),
             self._side.submit(self._insert_batch_row, row),
         ]
         try:
-            if stored:
-                token = {"insert_deduplication_token": _token(meta.cluster, table)}
-                with _translated("cannot write the batch"):
-                    self._client.insert_arrow(
-                        EVENTS_TABLE,
-                        table,
-                        database=self.database,
-                        settings={**self._insert_settings, **token},
-                    )
+            with _translated("cannot write the batch"):
+                self._insert_pieces(self._cut(table, meta.cluster, lookup))
         except BaseException:
             wait(side)  # the events' error is the one to report
             raise
         for future in side:
             future.result()
         return WriteResult(stored=stored, duplicates=received - stored)
+
+    def _lookup_shards(self, table: pa.Table, cluster: str) -> Future[pa.Table] | None:
+        """On a cluster: the shard of each auditID of the batch, being asked in the background."""
+        if self._shards is None:
+            return None
+        ids = table.column("audit_id")
+        return self._inserts.submit(shard_lookup, self._client, self._shards, cluster, ids)
+
+    def _cut(
+        self, table: pa.Table, cluster: str, lookup: Future[pa.Table] | None = None
+    ) -> list[Piece]:
+        """The new rows of a batch as pieces of one partition and shard (``clickhouse_pieces``).
+
+        ``lookup``: the shards of (at least) the rows' auditIDs, from :meth:`_lookup_shards`
+        (asked here when missing, on a cluster).
+        """
+        if table.num_rows == 0:
+            return []
+        shard_of_rows = None
+        if self._shards is not None:
+            lookup = lookup or self._lookup_shards(table, cluster)
+            assert lookup is not None
+            shard_of_rows = shards_of_rows(table, lookup.result())
+        target = f"{self.database}.{'events_local' if self.cluster else EVENTS_TABLE}"
+        return cut(table, target=target, cluster=cluster, shard_of_rows=shard_of_rows)
+
+    def _insert_pieces(self, pieces: list[Piece]) -> None:
+        """Insert each piece as an INSERT of its own; several at once (a batch over many days).
+
+        Raises:
+            ClickHouseError: one of them failed (the others may be stored; a retry completes
+                the batch without copies: the check skips stored pieces, tokens drop racing ones).
+        """
+        if len(pieces) == 1:
+            self._insert_piece(pieces[0])
+            return
+        futures = [self._inserts.submit(self._insert_piece, p) for p in pieces]
+        wait(futures)  # all finished before the batch counts as failed or stored
+        for future in futures:
+            future.result()
+
+    def _insert_piece(self, piece: Piece) -> None:
+        self._client.insert_arrow(
+            EVENTS_TABLE, piece.table, database=self.database, settings=piece.settings()
+        )
 
     def _insert_batch_row(self, row: list[Any]) -> None:
         with _translated("cannot write the batch record"):
@@ -231,16 +286,7 @@ class ClickHouseStore:
         self, table: pa.Table, cluster: str, lo: datetime, hi: datetime
     ) -> pa.Table:
         """The rows of the batch whose key is not stored yet."""
-        ids = pa.table({"audit_id": pc.unique(table.column("audit_id"))})
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, ids.schema) as writer:
-            writer.write_table(ids)
-        keys = ExternalData(
-            file_name="batch_ids",
-            data=sink.getvalue().to_pybytes(),
-            fmt="ArrowStream",
-            structure=["audit_id String"],
-        )
+        keys = ids_table(table.column("audit_id"))
         found = self._client.query_arrow(
             f"SELECT audit_id, stage, toUnixTimestamp64Micro(request_received) AS t "
             f"FROM {self.database}.{EVENTS_TABLE} "
@@ -254,10 +300,10 @@ class ClickHouseStore:
         )
         if found.num_rows == 0:
             return table
-        stored = _key_strings(
+        stored = key_strings(
             found.column("audit_id"), found.column("stage"), found.column("t").cast(pa.int64())
         )
-        mine = _key_strings(
+        mine = key_strings(
             table.column("audit_id"),
             table.column("stage"),
             table.column("request_received").cast(pa.int64()),
@@ -387,6 +433,7 @@ class ClickHouseStore:
     def close(self) -> None:
         """Close the HTTP connections (the data is already on the server)."""
         self._side.shutdown(wait=True)
+        self._inserts.shutdown(wait=True)
         self._client.close()
 
     def __enter__(self) -> ClickHouseStore:
@@ -412,23 +459,6 @@ def _cluster_filter(cluster: str | None) -> tuple[str, dict[str, Any] | None]:
     if cluster is None:
         return "", None
     return " WHERE cluster = {cluster:String}", {"cluster": cluster}
-
-
-def _token(cluster: str, table: pa.Table) -> str:
-    """The same for every collector inserting the same events, whatever their batch ids."""
-    keys = _key_strings(
-        table.column("audit_id"),
-        table.column("stage"),
-        table.column("request_received").cast(pa.int64()),
-    )
-    ordered = pc.take(keys, pc.sort_indices(keys)).to_pylist()
-    return hashlib.sha256("\x1e".join([cluster, *ordered]).encode()).hexdigest()
-
-
-def _key_strings(audit_id: Any, stage: Any, micros: Any) -> pa.Array:
-    return pc.binary_join_element_wise(
-        audit_id.cast(pa.string()), stage.cast(pa.string()), micros.cast(pa.string()), "\x1f"
-    )
 
 
 def _naive(value: Any) -> Any:
