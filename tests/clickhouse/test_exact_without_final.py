@@ -20,6 +20,7 @@ from synthetic import START, events, race, rows_without_final
 from kubetrail.store.base import BatchMeta
 from kubetrail.store.clickhouse import ClickHouseStore
 from kubetrail.store.clickhouse_pieces import PIECE_SETTINGS, cut, token
+from kubetrail.store.factory import StoreConfig, open_configured_store
 
 pytest.importorskip("chdb", reason="chdb-core (a test dependency) runs the ClickHouse server")
 
@@ -121,3 +122,18 @@ def test_collectors_racing_on_retried_batches(new_clickhouse_store: Any) -> None
     assert rows_without_final(first) == first.count() == 8 * 900
     by_cluster = first.query("SELECT cluster, count() AS n FROM events GROUP BY cluster ORDER BY 1")
     assert by_cluster.to_pylist() == [{"cluster": "c0", "n": 3600}, {"cluster": "c1", "n": 3600}]
+
+
+def test_exact_reads_is_off_by_default_and_stays_a_setting(clickhouse_url: str) -> None:
+    """``store.exact_reads: true`` (a DBA's choice) puts FINAL back on every read."""
+    section = {"engine": "clickhouse", "url": clickhouse_url, "database": "kt_exact_reads"}
+    plain = open_configured_store(StoreConfig.from_mapping(section))
+    exact = open_configured_store(StoreConfig.from_mapping({**section, "exact_reads": True}))
+    try:
+        assert isinstance(plain, ClickHouseStore) and isinstance(exact, ClickHouseStore)
+        assert plain.read_settings == {"final": 0}
+        assert exact.read_settings["final"] == 1
+    finally:
+        plain.command("DROP DATABASE IF EXISTS kt_exact_reads")
+        plain.close()
+        exact.close()
