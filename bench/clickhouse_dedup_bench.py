@@ -8,9 +8,10 @@ events, same run:
 * ``one insert`` (the baseline, the write path before): the batch's new rows as one INSERT,
   one token over all its keys (here: the same store with ``_cut`` giving one piece).
 
-Each turn writes into a fresh database; the medians of ``--repeat`` turns per path are printed
-with the ratio. ``--days`` spreads the same events over that many days (by shifting each event's
-day), to measure batches that span several partitions.
+Each turn writes into a fresh database, the two paths in alternating order; the medians of
+``--repeat`` turns per path are printed with the ratios (the machine's load moves the rate a lot;
+the collector's CPU time less). ``--days`` spreads the same events over that many days (event
+number ``i`` moves ``i % days`` days later), to measure batches that span several partitions.
 
 Usage::
 
@@ -119,10 +120,12 @@ def main() -> None:
         kinds = {"pieces": ClickHouseStore, "one insert": OneInsertStore}
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in kinds}
         for turn in range(args.repeat):
-            for name, kind in kinds.items():
+            order = list(kinds.items())
+            for name, kind in order if turn % 2 == 0 else order[::-1]:  # neither always first
                 result = ingest(kind, url, path)
                 runs[name].append(result)
                 print(f"turn {turn + 1} {name}: {result['rate']:,.0f} events/s, "
+                      f"collector CPU {result['collector_cpu']:.1f} s, "
                       f"{result['parts']:.0f} parts", flush=True)  # fmt: skip
     finally:
         if server is not None:
@@ -138,7 +141,8 @@ def main() -> None:
         cells += [f"{med['parts']:.0f}", f"{med['rows']:,.0f}"]
         print(f"| {name} | {' | '.join(cells)} |")
     ratio = medians["pieces"]["rate"] / medians["one insert"]["rate"]
-    print(f"\npieces / one insert (events/s): {ratio:.2f}")
+    cpu = medians["pieces"]["collector_cpu"] / medians["one insert"]["collector_cpu"]
+    print(f"\npieces / one insert: events/s {ratio:.2f}, collector CPU {cpu:.2f}")
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
 
 

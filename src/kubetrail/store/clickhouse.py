@@ -3,28 +3,27 @@
 Many stateless collectors write to it and every query runs there; the tables are described in
 :mod:`kubetrail.store.clickhouse_schema`.
 
-Deduplication on (cluster, auditID, stage, request time) has three layers:
+Deduplication on (cluster, auditID, stage, request time) is exact by construction, so reads
+run without ``FINAL`` by default (docs/scale-out.md, "Deduplication"):
 
 1. Before inserting, a collector asks which keys of its batch are already stored (the primary
    key narrows the lookup to the batch's cluster and time range, the bloom filter to its auditIDs)
    and inserts only the others. This covers re-ingested files and batches retried after an
    earlier write completed, and makes :class:`WriteResult` exact when collectors do not race.
-2. The INSERT carries an ``insert_deduplication_token``: a hash of the keys it inserts. When the
-   API server retries a webhook batch and two collectors write it at the same moment, both see
-   nothing stored, insert the same keys under the same token, and ClickHouse keeps one block
-   (``non_replicated_deduplication_window`` / ``replicated_deduplication_window``). The token
-   deliberately ignores the ``batch_id``/``source`` columns, which differ between collectors.
-3. ``events`` is a ``ReplacingMergeTree`` whose sorting key is the deduplication key, and reads
-   run with ``FINAL`` (setting ``final = 1``), so copies that slip past both are never counted,
-   and disappear from disk when parts merge. They slip past when an INSERT is not atomic: a
-   batch spread over several shards (Distributed) or several days (partitions) becomes visible
-   part by part, so a racing collector's check sees some of its keys and inserts the rest under
-   another token. FINAL's price is measured in docs/scale-out.md: it is paid on parts not merged
-   yet. ``exact_reads=False`` skips it, for readers that accept such copies until the merge.
+2. The new rows go as one INSERT per piece, a piece being the rows of one partition (day) and,
+   on a cluster, one shard, each with an ``insert_deduplication_token`` of its own keys
+   (:mod:`kubetrail.store.clickhouse_pieces`). A piece is one part, visible whole or not at
+   all, so collectors racing on a retried batch produce the same pieces under the same tokens,
+   whatever each of their checks saw, and ClickHouse keeps one block of each
+   (``non_replicated_deduplication_window`` / ``replicated_deduplication_window``).
+3. ``events`` is a ``ReplacingMergeTree`` whose sorting key is the deduplication key: the rare
+   copies that pass both (the same event in two differently cut batches written at the same
+   moment) disappear when parts merge, and ``exact_reads=True`` reads with ``FINAL`` (setting
+   ``final = 1``) so that they are never counted even before.
 
 ClickHouse has no multi-statement transactions: a batch whose events span several days is
-several parts. A failed write may leave part of a batch, which the retry completes without
-duplicates (layer 1); ``batches`` is written after the events.
+several parts. A failed write may leave some pieces of a batch, which the retry completes
+without duplicates (layers 1 and 2).
 """
 
 from __future__ import annotations
@@ -60,11 +59,11 @@ from .clickhouse_pieces import (
 from .clickhouse_schema import BATCH_COLUMNS, SCHEMA_VERSION, retention_ddl, schema_ddl
 from .duckdb import _first_of_each_key
 
-#: Settings of reads with ``exact_reads`` (the default): FINAL everywhere. Copies of an event
-#: always share a daily partition (the request time is in the key): FINAL need not merge across
-#: partitions.
+#: Settings of reads with ``exact_reads`` (and of ``verify``): FINAL everywhere. Copies of an
+#: event always share a daily partition (the request time is in the key): FINAL need not merge
+#: across partitions.
 EXACT_READ_SETTINGS = {"final": 1, "do_not_merge_across_partitions_select_final": 1}
-#: Settings of reads without ``exact_reads``.
+#: Settings of reads without ``exact_reads`` (the default).
 READ_SETTINGS = {"final": 0}
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 _STAGE_ORDER = "indexOf(['RequestReceived','ResponseStarted','ResponseComplete','Panic'], stage)"
@@ -87,8 +86,8 @@ class ClickHouseStore:
         password: its password; default empty.
         retention: days to keep per kubetrail cluster, applied as TTL rules on creation.
         create: create the schema when missing; when false, it must exist already.
-        exact_reads: read with ``FINAL`` (default), so that copies written by racing
-            collectors are never counted, even before parts merge (see above).
+        exact_reads: read with ``FINAL``, so that the rare copies layers 1 and 2 let through
+            are never counted, even before parts merge (see above); off by default.
         settings: extra ClickHouse settings for the session.
     """
 
@@ -181,7 +180,7 @@ class ClickHouseStore:
         return self.write_batches([table], meta)
 
     def write_batches(self, tables: Iterable[pa.Table], meta: BatchMeta) -> WriteResult:
-        """Store several tables as one batch: one duplicate check and one INSERT for all.
+        """Store several tables as one batch: one duplicate check, one INSERT per piece.
 
         ClickHouse wants few large inserts (each makes a part on disk, merged later), so the
         tables of a batch (the pipeline's chunks, at most ``BATCH_RECORDS`` events) are joined.
