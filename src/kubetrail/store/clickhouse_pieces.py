@@ -181,10 +181,11 @@ def cut(
     ordered = group[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
     ends = np.r_[starts[1:], len(ordered)]
+    # One copy in piece order, then zero-copy slices of its single chunk: one record batch each.
+    table = (table.take(pa.array(order)) if len(starts) > 1 else table).combine_chunks()
     pieces = []
     for start, end in zip(starts, ends, strict=True):
-        rows = table.take(pa.array(order[start:end])) if len(starts) > 1 else table
-        rows = rows.combine_chunks()
+        rows = table.slice(int(start), int(end - start))
         shard = None if shard_of_rows is None else int(shard_of_rows[order[start]])
         pieces.append(Piece(rows, token(target, cluster, rows), shard))
     return pieces
