@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 from synthetic import START, events, race, rows_without_final
 
+from kubetrail.errors import StoreError
 from kubetrail.store.base import BatchMeta
 from kubetrail.store.clickhouse import ClickHouseStore
 from kubetrail.store.clickhouse_pieces import PIECE_SETTINGS, cut, token
@@ -137,3 +138,17 @@ def test_exact_reads_is_off_by_default_and_stays_a_setting(clickhouse_url: str) 
         plain.command("DROP DATABASE IF EXISTS kt_exact_reads")
         plain.close()
         exact.close()
+
+
+def test_unknown_cluster_is_a_clear_error_at_the_first_write(
+    new_clickhouse_store: Any, clickhouse_url: str
+) -> None:
+    single = new_clickhouse_store()
+    wrong = ClickHouseStore(clickhouse_url, database=single.database, cluster="nope", create=False)
+    try:
+        assert wrong.count() == 0  # reads need no shards
+        with pytest.raises(StoreError, match=r"no cluster 'nope' in system\.clusters"):
+            wrong.write_batch(events(10), BatchMeta("c", "s", "b1"))
+        assert single.count() == 0  # nothing written
+    finally:
+        wrong.close()

@@ -136,7 +136,8 @@ def test_pieces_go_to_the_shard_distributed_picks(shards: list[ClickHouseServer]
     """Weights 1 and 3: slot 0 is shard 1, slots 1-3 shard 2, as Distributed maps them."""
     _create(shards, "kt_weights", cluster="kt_w")
     store = ClickHouseStore(shards[0].url, database="kt_weights", cluster="kt_w", create=False)
-    assert store._shards is not None and store._shards.slots == (1, 2, 2, 2)
+    shard_map = store._shard_map()
+    assert shard_map is not None and shard_map.slots == (1, 2, 2, 2)
     table = events(2000, days=2)
     # Distributed routes the rows by its own sharding; the pieces carry the shard we computed.
     store._client.insert_arrow(

@@ -29,6 +29,7 @@ without duplicates (layers 1 and 2).
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -129,15 +130,8 @@ class ClickHouseStore:
         if create:
             self.create_schema(retention or {})
         self._check_version()
-        # Pieces go to the shard Distributed would pick (clickhouse_pieces), read once: restart
-        # the collectors after changing the cluster's shards or weights in remote_servers.
-        self._shards: Shards | None = None
-        if cluster:
-            with _translated(f"cannot read the shards of cluster '{cluster}'"):
-                try:
-                    self._shards = read_shards(self._client, cluster)
-                except ValueError as exc:
-                    raise StoreError(f"{url}: {exc}") from exc
+        self._shards: Shards | None = None  # read at the first write (see _shard_map)
+        self._shards_lock = threading.Lock()
         # Compiled SQL names ``events`` unqualified: the database travels with every request.
         self._client.database = database
 
@@ -226,12 +220,33 @@ class ClickHouseStore:
             future.result()
         return WriteResult(stored=stored, duplicates=received - stored)
 
+    def _shard_map(self) -> Shards | None:
+        """On a cluster, its shards and weights, read once from the server.
+
+        Pieces go to the shard ``Distributed`` would pick (``clickhouse_pieces``): restart the
+        collectors after changing the cluster's shards or weights in ``remote_servers``.
+
+        Raises:
+            StoreError: the server does not know the cluster or cannot be asked.
+        """
+        if self.cluster is None:
+            return None
+        with self._shards_lock:
+            if self._shards is None:
+                with _translated(f"cannot read the shards of cluster '{self.cluster}'"):
+                    try:
+                        self._shards = read_shards(self._client, self.cluster)
+                    except ValueError as exc:
+                        raise StoreError(f"{self.url}: {exc}") from exc
+            return self._shards
+
     def _lookup_shards(self, table: pa.Table, cluster: str) -> Future[pa.Table] | None:
         """On a cluster: the shard of each auditID of the batch, being asked in the background."""
-        if self._shards is None:
+        shards = self._shard_map()
+        if shards is None:
             return None
         ids = table.column("audit_id")
-        return self._inserts.submit(shard_lookup, self._client, self._shards, cluster, ids)
+        return self._inserts.submit(shard_lookup, self._client, shards, cluster, ids)
 
     def _cut(
         self, table: pa.Table, cluster: str, lookup: Future[pa.Table] | None = None
@@ -244,7 +259,7 @@ class ClickHouseStore:
         if table.num_rows == 0:
             return []
         shard_of_rows = None
-        if self._shards is not None:
+        if self.cluster is not None:
             lookup = lookup or self._lookup_shards(table, cluster)
             assert lookup is not None
             shard_of_rows = shards_of_rows(table, lookup.result())
