@@ -6,7 +6,8 @@ events, same run:
 * ``pieces`` (kubetrail now): each batch's new rows as one INSERT per day (and shard), each
   with a token of its own keys (``kubetrail.store.clickhouse_pieces``);
 * ``one insert`` (the baseline, the write path before): the batch's new rows as one INSERT,
-  one token over all its keys (here: the same store with ``_cut`` giving one piece).
+  one token over all its keys, the server's insert settings (here: the same store with
+  ``_cut`` giving one piece and ``_insert_piece`` sending it as before).
 
 Each turn writes into a fresh database, the two paths in alternating order; the medians of
 ``--repeat`` turns per path are printed with the ratios (the machine's load moves the rate a lot;
@@ -45,13 +46,20 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
 
 class OneInsertStore(ClickHouseStore):
-    """The baseline: a batch's new rows as one INSERT under one token (one part per day)."""
+    """The baseline, the write path before: a batch's new rows as one INSERT under one token
+    (one part per day), with the server's insert settings (no ``async_insert = 0``, squashing
+    as configured)."""
 
     def _cut(self, table: pa.Table, cluster: str, lookup: Any = None) -> list[Piece]:
         if table.num_rows == 0:
             return []
-        whole = table.combine_chunks()
-        return [Piece(whole, token(f"{self.database}.events", cluster, whole))]
+        return [Piece(table, token(f"{self.database}.events", cluster, table))]
+
+    def _insert_piece(self, piece: Piece) -> None:
+        settings = {"insert_deduplication_token": piece.token}
+        if self.cluster:
+            settings["distributed_foreground_insert"] = "1"
+        self._client.insert_arrow("events", piece.table, database=self.database, settings=settings)
 
 
 def events_file(workdir: Path, n: int, days: int) -> Path:
