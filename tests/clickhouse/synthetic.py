@@ -19,7 +19,8 @@ START = datetime(2026, 3, 1, 22, 0, 0)
 
 def events(n: int, *, first: int = 0, days: int = 4, cluster: str = "c") -> pa.Table:
     """``n`` events spread evenly over ``days`` days from :data:`START` (22:00), so over
-    ``days + 1`` daily partitions; auditIDs ``<cluster>-<number>``."""
+    ``days + 1`` daily partitions; auditIDs ``<cluster>-<number>`` from ``first`` on (times
+    always start at :data:`START`: slice one table for batches that share events)."""
     step = timedelta(days=days) / n
     rows: list[dict[str, Any]] = []
     for i in range(first, first + n):
