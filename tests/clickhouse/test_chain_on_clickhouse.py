@@ -98,7 +98,7 @@ def test_racing_copies_verify_whichever_survives_the_merge(
 ) -> None:
     """Both collectors store a retried batch (the check-before-insert race); merges keep one."""
     a = new_clickhouse_store()
-    b = new_clickhouse_store(database=a.database)
+    b = new_clickhouse_store(database=a.database, exact_reads=True)
     path = day_file(tmp_path, "prod", START)
     table = _table(path, "prod")
     _write(a, path, "prod")
@@ -110,7 +110,8 @@ def test_racing_copies_verify_whichever_survives_the_merge(
     b._client.insert_arrow("events", copy, database=b.database)
     _write(b, path, "prod")  # B's write then records the batch (all found stored)
     assert b.count("prod") == PER_DAY  # FINAL counts one copy before any merge
-    assert verify_store(a).ok
+    assert a.count("prod") == 2 * PER_DAY  # the default reads (no FINAL) count both
+    assert verify_store(a).ok  # verify reads with FINAL whatever the store's reads
     b.optimize()
     rows = b._client.query(f"SELECT count() FROM {b.database}.events", settings={"final": 0})
     assert rows.result_rows[0][0] == PER_DAY  # one copy left on disk

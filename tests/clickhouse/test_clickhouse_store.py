@@ -97,12 +97,14 @@ def run_count(store: ClickHouseStore, text: str) -> int:
 
 
 def test_copies_of_differently_cut_batches(new_clickhouse_store: Any) -> None:
-    """Layer 3: copies no check or token caught are never counted by exact reads, and merge away."""
-    exact = new_clickhouse_store()
-    fast = new_clickhouse_store(database=exact.database, exact_reads=False)
+    """Copies no check or token caught (written behind the store's back here) are counted by
+    default reads, never by ``exact_reads`` (FINAL), and merge away."""
+    exact = new_clickhouse_store(exact_reads=True)
+    fast = new_clickhouse_store(database=exact.database)
+    assert fast.read_settings == {"final": 0}  # the default: no FINAL
     for start in (0, 100, 200):  # overlapping cuts, inserted behind the check's back
         fast._client.insert_arrow("events", batch(300, start=start), database=fast.database)
-    assert physical_rows(fast) == 900
+    assert physical_rows(fast) == fast.count() == 900
     assert exact.count() == 500 and len(list(exact.export())) == 500
     assert exact.stats().total == 500 and run_count(exact, "| stats count()") == 500
     fast.optimize()

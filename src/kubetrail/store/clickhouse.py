@@ -3,36 +3,35 @@
 Many stateless collectors write to it and every query runs there; the tables are described in
 :mod:`kubetrail.store.clickhouse_schema`.
 
-Deduplication on (cluster, auditID, stage, request time) has three layers:
+Deduplication on (cluster, auditID, stage, request time) is exact by construction, so reads
+run without ``FINAL`` by default (docs/scale-out.md, "Deduplication"):
 
 1. Before inserting, a collector asks which keys of its batch are already stored (the primary
    key narrows the lookup to the batch's cluster and time range, the bloom filter to its auditIDs)
    and inserts only the others. This covers re-ingested files and batches retried after an
    earlier write completed, and makes :class:`WriteResult` exact when collectors do not race.
-2. The INSERT carries an ``insert_deduplication_token``: a hash of the keys it inserts. When the
-   API server retries a webhook batch and two collectors write it at the same moment, both see
-   nothing stored, insert the same keys under the same token, and ClickHouse keeps one block
-   (``non_replicated_deduplication_window`` / ``replicated_deduplication_window``). The token
-   deliberately ignores the ``batch_id``/``source`` columns, which differ between collectors.
-3. ``events`` is a ``ReplacingMergeTree`` whose sorting key is the deduplication key, and reads
-   run with ``FINAL`` (setting ``final = 1``), so copies that slip past both are never counted,
-   and disappear from disk when parts merge. They slip past when an INSERT is not atomic: a
-   batch spread over several shards (Distributed) or several days (partitions) becomes visible
-   part by part, so a racing collector's check sees some of its keys and inserts the rest under
-   another token. FINAL's price is measured in docs/scale-out.md: it is paid on parts not merged
-   yet. ``exact_reads=False`` skips it, for readers that accept such copies until the merge.
+2. The new rows go as one INSERT per piece, a piece being the rows of one partition (day) and,
+   on a cluster, one shard, each with an ``insert_deduplication_token`` of its own keys
+   (:mod:`kubetrail.store.clickhouse_pieces`). A piece is one part, visible whole or not at
+   all, so collectors racing on a retried batch produce the same pieces under the same tokens,
+   whatever each of their checks saw, and ClickHouse keeps one block of each
+   (``non_replicated_deduplication_window`` / ``replicated_deduplication_window``).
+3. ``events`` is a ``ReplacingMergeTree`` whose sorting key is the deduplication key: the rare
+   copies that pass both (the same event in two differently cut batches written at the same
+   moment) disappear when parts merge, and ``exact_reads=True`` reads with ``FINAL`` (setting
+   ``final = 1``) so that they are never counted even before.
 
 ClickHouse has no multi-statement transactions: a batch whose events span several days is
-several parts. A failed write may leave part of a batch, which the retry completes without
-duplicates (layer 1); ``batches`` is written after the events.
+several parts. A failed write may leave some pieces of a batch, which the retry completes
+without duplicates (layers 1 and 2).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -42,21 +41,30 @@ import clickhouse_connect
 import pyarrow as pa
 import pyarrow.compute as pc
 from clickhouse_connect.driver.exceptions import ClickHouseError
-from clickhouse_connect.driver.external import ExternalData
 
 from ..errors import ConfigError, StoreError
 from ..model.schema import COLUMN_NAMES, EVENT_SCHEMA
 from . import clickhouse_chain
 from .base import EVENTS_TABLE, BatchMeta, StoreStats, WriteResult
 from .clickhouse_arrow import bind_positional, empty_arrow, to_arrow
+from .clickhouse_pieces import (
+    Piece,
+    Shards,
+    cut,
+    ids_table,
+    key_strings,
+    read_shards,
+    shard_lookup,
+    shards_of_rows,
+)
 from .clickhouse_schema import BATCH_COLUMNS, SCHEMA_VERSION, retention_ddl, schema_ddl
 from .duckdb import _first_of_each_key
 
-#: Settings of reads with ``exact_reads`` (the default): FINAL everywhere. Copies of an event
-#: always share a daily partition (the request time is in the key): FINAL need not merge across
-#: partitions.
+#: Settings of reads with ``exact_reads`` (and of ``verify``): FINAL everywhere. Copies of an
+#: event always share a daily partition (the request time is in the key): FINAL need not merge
+#: across partitions.
 EXACT_READ_SETTINGS = {"final": 1, "do_not_merge_across_partitions_select_final": 1}
-#: Settings of reads without ``exact_reads``.
+#: Settings of reads without ``exact_reads`` (the default).
 READ_SETTINGS = {"final": 0}
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 _STAGE_ORDER = "indexOf(['RequestReceived','ResponseStarted','ResponseComplete','Panic'], stage)"
@@ -79,8 +87,8 @@ class ClickHouseStore:
         password: its password; default empty.
         retention: days to keep per kubetrail cluster, applied as TTL rules on creation.
         create: create the schema when missing; when false, it must exist already.
-        exact_reads: read with ``FINAL`` (default), so that copies written by racing
-            collectors are never counted, even before parts merge (see above).
+        exact_reads: read with ``FINAL``, so that the rare copies layers 1 and 2 let through
+            are never counted, even before parts merge (see above); off by default.
         settings: extra ClickHouse settings for the session.
     """
 
@@ -96,7 +104,7 @@ class ClickHouseStore:
         password: str = "",
         retention: Mapping[str, int] | None = None,
         create: bool = True,
-        exact_reads: bool = True,
+        exact_reads: bool = False,
         settings: Mapping[str, Any] | None = None,
     ) -> None:
         for name in (database, cluster or "x"):
@@ -116,14 +124,14 @@ class ClickHouseStore:
                 settings=dict(settings or {}),
                 autogenerate_session_id=False,  # stateless: collectors share the client safely
             )
-        # Through a Distributed table, an INSERT returns only once every shard has its rows:
-        # the pipeline acknowledges a batch (and advances checkpoints) on that return.
-        self._insert_settings = {"distributed_foreground_insert": 1} if cluster else {}
         self.read_settings = dict(EXACT_READ_SETTINGS if exact_reads else READ_SETTINGS)
         self._side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubetrail-ch-write")
+        self._inserts = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kubetrail-ch-piece")
         if create:
             self.create_schema(retention or {})
         self._check_version()
+        self._shards: Shards | None = None  # read at the first write (see _shard_map)
+        self._shards_lock = threading.Lock()
         # Compiled SQL names ``events`` unqualified: the database travels with every request.
         self._client.database = database
 
@@ -166,7 +174,7 @@ class ClickHouseStore:
         return self.write_batches([table], meta)
 
     def write_batches(self, tables: Iterable[pa.Table], meta: BatchMeta) -> WriteResult:
-        """Store several tables as one batch: one duplicate check and one INSERT for all.
+        """Store several tables as one batch: one duplicate check, one INSERT per piece.
 
         ClickHouse wants few large inserts (each makes a part on disk, merged later), so the
         tables of a batch (the pipeline's chunks, at most ``BATCH_RECORDS`` events) are joined.
@@ -188,34 +196,95 @@ class ClickHouseStore:
         table = whole = table.set_column(table.schema.get_field_index("batch_id"), "batch_id", ids)
         times = table.column("request_received")
         lo, hi = pc.min(times).as_py(), pc.max(times).as_py()
+        # On a cluster, the shards of the batch's auditIDs are asked at the same time as the check.
+        lookup = self._lookup_shards(table, meta.cluster)
         with _translated("cannot write the batch"):
             table = self._without_stored(table, meta.cluster, lo, hi)
         stored = table.num_rows
         row = [meta.batch_id, meta.cluster, meta.source, received, stored]
         row += [received - stored, lo, hi, datetime.now(UTC)]
-        # The events, the batch row and the chain record are three INSERTs, each a round trip
-        # and a part on the server. They are sent at once (the record does not depend on what
-        # the server stores; see clickhouse_chain), so a batch waits for one, not three.
+        # The events, the batch row and the chain record are INSERTs, each a round trip and a
+        # part on the server. They are sent at once (the record does not depend on what the
+        # server stores; see clickhouse_chain), so a batch waits for the slowest, not the sum.
         side = [
             self._side.submit(clickhouse_chain.record_batch, self, meta, whole),
             self._side.submit(self._insert_batch_row, row),
         ]
         try:
-            if stored:
-                token = {"insert_deduplication_token": _token(meta.cluster, table)}
-                with _translated("cannot write the batch"):
-                    self._client.insert_arrow(
-                        EVENTS_TABLE,
-                        table,
-                        database=self.database,
-                        settings={**self._insert_settings, **token},
-                    )
+            with _translated("cannot write the batch"):
+                self._insert_pieces(self._cut(table, meta.cluster, lookup))
         except BaseException:
             wait(side)  # the events' error is the one to report
             raise
         for future in side:
             future.result()
         return WriteResult(stored=stored, duplicates=received - stored)
+
+    def _shard_map(self) -> Shards | None:
+        """On a cluster, its shards and weights, read once from the server.
+
+        Pieces go to the shard ``Distributed`` would pick (``clickhouse_pieces``): restart the
+        collectors after changing the cluster's shards or weights in ``remote_servers``.
+
+        Raises:
+            StoreError: the server does not know the cluster or cannot be asked.
+        """
+        if self.cluster is None:
+            return None
+        with self._shards_lock:
+            if self._shards is None:
+                with _translated(f"cannot read the shards of cluster '{self.cluster}'"):
+                    try:
+                        self._shards = read_shards(self._client, self.cluster)
+                    except ValueError as exc:
+                        raise StoreError(f"{self.url}: {exc}") from exc
+            return self._shards
+
+    def _lookup_shards(self, table: pa.Table, cluster: str) -> Future[pa.Table] | None:
+        """On a cluster: the shard of each auditID of the batch, being asked in the background."""
+        shards = self._shard_map()
+        if shards is None:
+            return None
+        ids = table.column("audit_id")
+        return self._inserts.submit(shard_lookup, self._client, shards, cluster, ids)
+
+    def _cut(
+        self, table: pa.Table, cluster: str, lookup: Future[pa.Table] | None = None
+    ) -> list[Piece]:
+        """The new rows of a batch as pieces of one partition and shard (``clickhouse_pieces``).
+
+        ``lookup``: the shards of (at least) the rows' auditIDs, from :meth:`_lookup_shards`
+        (asked here when missing, on a cluster).
+        """
+        if table.num_rows == 0:
+            return []
+        shard_of_rows = None
+        if self.cluster is not None:
+            lookup = lookup or self._lookup_shards(table, cluster)
+            assert lookup is not None
+            shard_of_rows = shards_of_rows(table, lookup.result())
+        target = f"{self.database}.{'events_local' if self.cluster else EVENTS_TABLE}"
+        return cut(table, target=target, cluster=cluster, shard_of_rows=shard_of_rows)
+
+    def _insert_pieces(self, pieces: list[Piece]) -> None:
+        """Insert each piece as an INSERT of its own; several at once (a batch over many days).
+
+        Raises:
+            ClickHouseError: one of them failed (the others may be stored; a retry completes
+                the batch without copies: the check skips stored pieces, tokens drop racing ones).
+        """
+        if len(pieces) == 1:
+            self._insert_piece(pieces[0])
+            return
+        futures = [self._inserts.submit(self._insert_piece, p) for p in pieces]
+        wait(futures)  # all finished before the batch counts as failed or stored
+        for future in futures:
+            future.result()
+
+    def _insert_piece(self, piece: Piece) -> None:
+        self._client.insert_arrow(
+            EVENTS_TABLE, piece.table, database=self.database, settings=piece.settings()
+        )
 
     def _insert_batch_row(self, row: list[Any]) -> None:
         with _translated("cannot write the batch record"):
@@ -231,16 +300,7 @@ class ClickHouseStore:
         self, table: pa.Table, cluster: str, lo: datetime, hi: datetime
     ) -> pa.Table:
         """The rows of the batch whose key is not stored yet."""
-        ids = pa.table({"audit_id": pc.unique(table.column("audit_id"))})
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, ids.schema) as writer:
-            writer.write_table(ids)
-        keys = ExternalData(
-            file_name="batch_ids",
-            data=sink.getvalue().to_pybytes(),
-            fmt="ArrowStream",
-            structure=["audit_id String"],
-        )
+        keys = ids_table(table.column("audit_id"))
         found = self._client.query_arrow(
             f"SELECT audit_id, stage, toUnixTimestamp64Micro(request_received) AS t "
             f"FROM {self.database}.{EVENTS_TABLE} "
@@ -254,10 +314,10 @@ class ClickHouseStore:
         )
         if found.num_rows == 0:
             return table
-        stored = _key_strings(
+        stored = key_strings(
             found.column("audit_id"), found.column("stage"), found.column("t").cast(pa.int64())
         )
-        mine = _key_strings(
+        mine = key_strings(
             table.column("audit_id"),
             table.column("stage"),
             table.column("request_received").cast(pa.int64()),
@@ -387,6 +447,7 @@ class ClickHouseStore:
     def close(self) -> None:
         """Close the HTTP connections (the data is already on the server)."""
         self._side.shutdown(wait=True)
+        self._inserts.shutdown(wait=True)
         self._client.close()
 
     def __enter__(self) -> ClickHouseStore:
@@ -412,23 +473,6 @@ def _cluster_filter(cluster: str | None) -> tuple[str, dict[str, Any] | None]:
     if cluster is None:
         return "", None
     return " WHERE cluster = {cluster:String}", {"cluster": cluster}
-
-
-def _token(cluster: str, table: pa.Table) -> str:
-    """The same for every collector inserting the same events, whatever their batch ids."""
-    keys = _key_strings(
-        table.column("audit_id"),
-        table.column("stage"),
-        table.column("request_received").cast(pa.int64()),
-    )
-    ordered = pc.take(keys, pc.sort_indices(keys)).to_pylist()
-    return hashlib.sha256("\x1e".join([cluster, *ordered]).encode()).hexdigest()
-
-
-def _key_strings(audit_id: Any, stage: Any, micros: Any) -> pa.Array:
-    return pc.binary_join_element_wise(
-        audit_id.cast(pa.string()), stage.cast(pa.string()), micros.cast(pa.string()), "\x1f"
-    )
 
 
 def _naive(value: Any) -> Any:

@@ -375,14 +375,12 @@ def _rows(
     params: dict[str, Any],
     settings: dict[str, Any] | None = None,
 ) -> list[Any]:
-    from .clickhouse import _translated
+    from .clickhouse import EXACT_READ_SETTINGS, _translated
 
+    # FINAL whatever the store's reads: recorded counts must not include unmerged copies.
+    settings = {**EXACT_READ_SETTINGS, **(settings or {})}
     with _translated("retention failed"):
-        return list(
-            store._client.query(
-                sql, parameters=params, settings={**store.read_settings, **(settings or {})}
-            ).result_rows
-        )
+        return list(store._client.query(sql, parameters=params, settings=settings).result_rows)
 
 
 def _naive(value: Any) -> Any:

@@ -387,7 +387,7 @@ def _note_outside(outside: dict[str | None, list[Any]], rows: pa.Table) -> None:
 
 
 def _stream(store: ClickHouseStore, cluster: str) -> Iterable[pa.Table]:
-    from .clickhouse import _translated
+    from .clickhouse import EXACT_READ_SETTINGS, _translated
 
     sql = (
         "SELECT audit_id, stage, toUnixTimestamp64Micro(request_received) AS t, "
@@ -395,7 +395,8 @@ def _stream(store: ClickHouseStore, cluster: str) -> Iterable[pa.Table]:
         f"FROM `{store.database}`.events WHERE cluster = {{cluster:String}} "
         "ORDER BY request_received, audit_id, stage"
     )
-    settings = {**store.read_settings, "max_block_size": _BLOCK_ROWS}
+    # FINAL whatever the store's reads: a copy not merged yet must not look like a changed event.
+    settings = {**EXACT_READ_SETTINGS, "max_block_size": _BLOCK_ROWS}
     with _translated("cannot read the events"):
         stream = store._client.query_arrow_stream(
             sql, parameters={"cluster": cluster}, settings=settings

@@ -35,8 +35,8 @@ class StoreConfig:
         password: its password.
         retention: days to keep per kubetrail cluster (``{"prod": 400, "*": 30}``).
         read_only: open the store for queries only.
-        exact_reads: ClickHouse reads with FINAL, never counting racing collectors' copies
-            before parts merge (default; see ``kubetrail.store.clickhouse``).
+        exact_reads: ClickHouse reads with FINAL (off by default: writes are deduplicated
+            exactly by their insert tokens; see ``kubetrail.store.clickhouse``).
     """
 
     engine: str = "duckdb"
@@ -48,7 +48,7 @@ class StoreConfig:
     password: str = ""
     retention: Mapping[str, int] = field(default_factory=dict)
     read_only: bool = False
-    exact_reads: bool = True
+    exact_reads: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
