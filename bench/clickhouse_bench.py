@@ -134,6 +134,14 @@ def main() -> None:
     parser.add_argument(
         "--reuse", action="store_true", help="query existing stores as they are (no ingest)"
     )
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="DATABASE",
+        help="another database of the same events on the --url server (e.g. an older schema):"
+        " its answers and times, without FINAL, in the same turns after the merges",
+    )
     args = parser.parse_args()
     print(f"load average at the start: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
 
@@ -203,6 +211,31 @@ def _clickhouse_ingest(
     return {**result, "check_seconds": check_seconds[0]}
 
 
+def _compare(
+    args: argparse.Namespace,
+    duck: Any,
+    ch: ClickHouseStore,
+    asked: dict[str, tuple[str, dict[str, Any]]],
+) -> None:
+    """The questions on ``--also`` databases and on this run's, without FINAL, in turns."""
+    fast = dict(clickhouse_module.READ_SETTINGS)
+    others = {name: ClickHouseStore(ch.url, database=name, create=False) for name in args.also}
+    modes: dict[str, tuple[Any, dict[str, Any] | None]] = {"duck": (duck, None), "this": (ch, fast)}
+    modes.update({name: (store, fast) for name, store in others.items()})
+    print(f"\nwithout FINAL, after merges, against: {', '.join(args.also)} (ms, ratio to DuckDB)\n")
+    print("| question | DuckDB | this run's database | " + " | ".join(args.also) + " | same rows |")
+    print("|---|---|---|" + "---|" * len(args.also) + "---|")
+    for key, (text, kwargs) in asked.items():
+        times = interleaved_ms(modes, (text, kwargs), args.repeat)
+        expected = run_query(duck, text, **kwargs).rows()
+        same = all(run_query(s, text, **kwargs).rows() == expected for s in others.values())
+        cells = [f"{times['duck']:.1f}"]
+        cells += [f"{times[n]:.1f} ({times[n] / times['duck']:.2f})" for n in ("this", *others)]
+        print(f"| {key} | " + " | ".join(cells) + f" | {same} |")
+    for store in others.values():
+        store.close()
+
+
 def _queries(args: argparse.Namespace, db_path: Path, ch: ClickHouseStore, database: str) -> None:
     duck = open_store(db_path, read_only=True)
     asked = questions(duck)
@@ -228,7 +261,7 @@ def _queries(args: argparse.Namespace, db_path: Path, ch: ClickHouseStore, datab
         " the engines and modes of one question run in turns)\n"
     )
     print(
-        "| question | DuckDB | ClickHouse (FINAL, default) | ratio | without FINAL | ratio |"
+        "| question | DuckDB | ClickHouse, FINAL (exact_reads) | ratio | without FINAL | ratio |"
         " FINAL after merges | ratio | without FINAL after merges | ratio | same rows |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -240,6 +273,8 @@ def _queries(args: argparse.Namespace, db_path: Path, ch: ClickHouseStore, datab
         for value in (m["final"], m["fast"]):
             cells += [f"{value:.1f}", f"{value / m['duck']:.2f}"]
         print(f"| {key} `{text[:40]}` | " + " | ".join(cells) + f" | {same[i]} |")
+    if args.also:
+        _compare(args, duck, ch, asked)
     print(f"\nload average at the end: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
 
     parts = ch._client.query(
