@@ -37,11 +37,7 @@ def test_print_cluster_ddl() -> None:
         in ddl
     )
     assert "PARTITION BY toDate(request_received)" in ddl
-    assert (
-        "ORDER BY (cluster, toStartOfHour(request_received), is_final, verb, request_received,"
-        " audit_id, stage)\nPRIMARY KEY (cluster, toStartOfHour(request_received), is_final, verb)"
-        in ddl
-    )
+    assert "ORDER BY (cluster, request_received, audit_id, stage)" in ddl
     assert "raw String CODEC(ZSTD(3))" in ddl and "TYPE bloom_filter" in ddl
     assert "verb LowCardinality(Nullable(String))" in ddl
     assert "toIntervalDay(30) DELETE WHERE cluster = 'a'" in ddl

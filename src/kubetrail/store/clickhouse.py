@@ -54,16 +54,8 @@ from .duckdb import _first_of_each_key
 
 #: Settings of reads with ``exact_reads`` (the default): FINAL everywhere. Copies of an event
 #: always share a daily partition (the request time is in the key): FINAL need not merge across
-#: partitions. They are also identical in every column, so a granule that a skipping index
-#: rules out holds no copy FINAL would have to prefer: the indexes may skip under FINAL without
-#: widening back to whole primary-key ranges (``..._exact_mode = 0``); with it, an ``id=…``
-#: lookup under FINAL read every granule of the table (docs/scale-out.md, "Query speed").
-EXACT_READ_SETTINGS = {
-    "final": 1,
-    "do_not_merge_across_partitions_select_final": 1,
-    "use_skip_indexes_if_final": 1,
-    "use_skip_indexes_if_final_exact_mode": 0,
-}
+#: partitions.
+EXACT_READ_SETTINGS = {"final": 1, "do_not_merge_across_partitions_select_final": 1}
 #: Settings of reads without ``exact_reads``.
 READ_SETTINGS = {"final": 0}
 _NAME = re.compile(r"[A-Za-z0-9_]+")

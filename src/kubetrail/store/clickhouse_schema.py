@@ -3,16 +3,15 @@
 Layout (the same column names and meanings as the embedded store, from
 :data:`kubetrail.model.schema.EVENT_SCHEMA`):
 
-* ``events``: ``ReplacingMergeTree`` partitioned by day and ordered by ``ORDER_BY``: cluster, the
-  hour, ``is_final``, verb, then the deduplication key of the embedded store (request time,
-  auditID, stage). Copies of an event agree on every column, so they share the whole sorting key
-  and collapse into one row when parts merge (and under ``FINAL``, see ``clickhouse.py``); because
-  the request time is in the key, they also share a daily partition, which lets ``FINAL`` skip
-  merging across partitions. Within an hour the rows are grouped by ``is_final`` and verb: almost
-  every query counts final stages only (``is_final``), and many filter on a verb, so they read a
-  half or less of each hour (see ``ORDER_BY``). Two skipping indexes: a bloom filter on
-  ``audit_id`` (lookups by id) and a minmax index on ``request_received`` (time ranges inside an
-  hour, and newest-first listings, see ``TIME_INDEX``).
+* ``events``: ``ReplacingMergeTree`` ordered by ``(cluster, request_received, audit_id, stage)``
+  and partitioned by day. The sorting key is also the deduplication key of the embedded store
+  (cluster, auditID, stage, request time), so re-delivered events collapse into one row when parts
+  merge, and queries read with ``FINAL`` (see ``clickhouse.py``). Because the request time is in
+  the key, all copies of an event fall into the same daily partition, which lets ``FINAL`` skip
+  merging across partitions. Two skipping indexes: a bloom filter on ``audit_id`` (lookups by
+  id) and a minmax index on ``request_received`` (newest-first listings, see ``TIME_INDEX``).
+  One projection, ``by_kind`` (see ``KIND_PROJECTION``): the columns that counts and charts
+  group and filter by, ordered by hour, ``is_final`` and verb.
 * ``batches``: one row per written batch (MergeTree).
 * ``meta``: the schema version.
 
@@ -72,26 +71,39 @@ _SPECIAL = {
     "user_groups": "Array(LowCardinality(String))",
     "raw": "String CODEC(ZSTD(3))",
 }
-#: The sorting key. Time ranges select whole hours by its second column; inside an hour the
-#: rows of final stages (``is_final``, what counts and listings read) and of each verb are
-#: contiguous, so ``is_final`` queries skip the other half of the granules and verb filters most
-#: of the rest (measured in docs/scale-out.md, "Query speed"). The tail is the deduplication key.
-#: ``verb`` is Nullable (absent verbs stay NULL as in the embedded store): ``allow_nullable_key``.
-ORDER_BY = (
-    "(cluster, toStartOfHour(request_received), is_final, verb, request_received, audit_id, stage)"
-)
-#: The primary index: the prefix that selects granules. The auditID and stage add nothing there
-#: (lookups by id use the bloom filter), and leaving them out keeps the index in memory small.
-PRIMARY_KEY = "(cluster, toStartOfHour(request_received), is_final, verb)"
-#: The id lookup's bloom filter covers one granule per index entry: the stages of a request sit in
-#: two groups of an hour (``is_final`` false and true), each in one granule.
-AUDIT_ID_INDEX = "INDEX audit_id_bloom audit_id TYPE bloom_filter(0.01) GRANULARITY 1"
+ORDER_BY = "(cluster, request_received, audit_id, stage)"
 #: The time range of every granule. The sorting key starts with ``cluster``, so ``ORDER BY
 #: request_received DESC LIMIT n`` over all clusters cannot read in order; with this index
 #: ClickHouse's top-K optimizations (``use_skip_indexes_for_top_k``,
 #: ``use_top_k_dynamic_filtering``) read only the granules that can hold the newest rows.
 TIME_INDEX = "INDEX request_received_minmax request_received TYPE minmax GRANULARITY 1"
 SHARDING_KEY = "cityHash64(cluster, audit_id)"
+#: The columns of ``by_kind``: the short ones that aggregations group and filter by (no raw JSON,
+#: URI, names, IPs or ids, so listings and lookups keep reading the table and its indexes).
+KIND_COLUMNS = (
+    "cluster", "request_received", "is_final", "stage", "level", "verb", "username",
+    "actor_kind", "sa_namespace", "sa_name", "user_agent", "api_group", "api_version",
+    "resource", "subresource", "namespace", "response_code", "response_reason", "decision",
+    "latency_ms",
+)  # fmt: skip
+#: A projection: a second copy of those columns (about a tenth of the table's size), ordered so
+#: that within an hour the final stages (``is_final``: what counts read) and each verb are
+#: contiguous. A query that needs only these columns reads it instead of the table when that
+#: selects fewer granules (ClickHouse decides per query), so ``is_final`` and verb filters skip
+#: most of it; listings keep the table's time order. Projections are ignored under FINAL.
+KIND_PROJECTION = (
+    f"PROJECTION by_kind (SELECT {', '.join(KIND_COLUMNS)} "
+    "ORDER BY cluster, toStartOfHour(request_received), is_final, verb)"
+)
+#: Merges that drop copies rebuild the projection of the part they make. Lightweight DELETE
+#: (retention) drops the projection of the parts it changes: those parts are read from the
+#: table until a merge rewrites them. (``'rebuild'`` for DELETE is what ClickHouse documents,
+#: but in 26.9 the projection kept the deleted rows, and counts read from it were wrong:
+#: ``tests/clickhouse/test_kind_projection.py``.) The defaults refuse both on a table with
+#: projections.
+PROJECTION_SETTINGS = (
+    "deduplicate_merge_projection_mode = 'rebuild', lightweight_mutation_projection_mode = 'drop'"
+)
 
 
 def column_type(name: str, arrow_type: pa.DataType) -> str:
@@ -139,8 +151,9 @@ def _ident(name: str) -> str:
 
 def _columns() -> str:
     lines = [f"    {f.name} {column_type(f.name, f.type)}" for f in EVENT_SCHEMA]
-    lines.append(f"    {AUDIT_ID_INDEX}")
+    lines.append("    INDEX audit_id_bloom audit_id TYPE bloom_filter(0.01) GRANULARITY 4")
     lines.append(f"    {TIME_INDEX}")
+    lines.append(f"    {KIND_PROJECTION}")
     return ",\n".join(lines)
 
 
@@ -200,7 +213,7 @@ def schema_ddl(
         f"CREATE DATABASE IF NOT EXISTS {db}{on}",
         f"CREATE TABLE IF NOT EXISTS {db}.{events}{on} (\n{_columns()}\n)\n"
         f"ENGINE = {replacing}\nPARTITION BY toDate(request_received)\nORDER BY {ORDER_BY}\n"
-        f"PRIMARY KEY {PRIMARY_KEY}\n{ttl}SETTINGS {dedup_window}, allow_nullable_key = 1",
+        f"{ttl}SETTINGS {dedup_window}, {PROJECTION_SETTINGS}",
         f"CREATE TABLE IF NOT EXISTS {db}.{batches}{on} (\n{_BATCH_COLUMNS}\n)\n"
         f"ENGINE = {merge}\nPARTITION BY toYYYYMM(committed_at)\nORDER BY (cluster, committed_at)",
         f"CREATE TABLE IF NOT EXISTS {db}.meta{on} (key String, value String)\n"
