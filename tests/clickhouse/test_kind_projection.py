@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from kubetrail.cli.store import store as store_group
 from kubetrail.pipeline import ingest_paths
 from kubetrail.query import run_query
 from kubetrail.store.clickhouse_schema import KIND_PROJECTION, PROJECTION_SETTINGS
@@ -76,6 +78,13 @@ def test_the_events_table_has_the_projection(new_clickhouse_store: Any) -> None:
     assert found == [
         ("by_kind", ["cluster", "toStartOfHour(request_received)", "is_final", "verb"])
     ]
+
+
+def test_store_init_prints_it_for_a_dba() -> None:
+    for extra in ([], ["--cluster", "prod"]):
+        out = CliRunner().invoke(store_group, ["init", "--engine", "clickhouse", "--print", *extra])
+        assert out.exit_code == 0, out.output
+        assert KIND_PROJECTION in out.output and PROJECTION_SETTINGS in out.output
 
 
 def test_aggregations_read_it_and_skip_granules_listings_do_not(new_clickhouse_store: Any) -> None:
