@@ -10,6 +10,7 @@ docs/scale-out.md, tested here too.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -69,15 +70,13 @@ def _answers(store: Any, settings: dict[str, Any]) -> list[Any]:
     return [run_query(store, text).rows() for text in AGGREGATIONS]
 
 
-def test_the_events_table_has_the_projection(new_clickhouse_store: Any) -> None:
-    store = new_clickhouse_store()
-    found = store._client.query(
-        "SELECT name, sorting_key FROM system.projections "
-        "WHERE database = currentDatabase() AND table = 'events'"
-    ).result_rows
-    assert found == [
-        ("by_kind", ["cluster", "toStartOfHour(request_received)", "is_final", "verb"])
-    ]
+def _same(a: Any, b: Any) -> bool:
+    """Equal, floats to 1e-9 relative (sums in another order differ in the last bits)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def test_store_init_prints_it_for_a_dba() -> None:
@@ -113,8 +112,8 @@ def test_answers_are_the_same_without_it_and_under_final(new_clickhouse_store: A
     store = new_clickhouse_store()
     ingest_paths(store, [str(p) for p in EVENT_FILES], "default")
     plain = _answers(store, {"final": 0})
-    assert plain == _answers(store, {"final": 0, **NO_PROJECTION})
-    assert plain == _answers(store, {"final": 1})
+    assert _same(plain, _answers(store, {"final": 0, **NO_PROJECTION}))
+    assert _same(plain, _answers(store, {"final": 1}))
     assert any(rows for rows in plain)
 
 
