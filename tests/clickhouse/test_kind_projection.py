@@ -79,6 +79,17 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def test_the_events_table_has_the_projection(new_clickhouse_store: Any) -> None:
+    store = new_clickhouse_store()
+    found = store._client.query(
+        "SELECT name, sorting_key FROM system.projections "
+        "WHERE database = currentDatabase() AND table = 'events'"
+    ).result_rows
+    assert found == [
+        ("by_kind", ["cluster", "toStartOfHour(request_received)", "is_final", "verb"])
+    ]
+
+
 def test_store_init_prints_it_for_a_dba() -> None:
     for extra in ([], ["--cluster", "prod"]):
         out = CliRunner().invoke(store_group, ["init", "--engine", "clickhouse", "--print", *extra])
