@@ -5,11 +5,14 @@ Usage::
 
     python bench/clickhouse_bench.py --events 1000000 --workdir /tmp/ktbench [--repeat 5]
     python bench/clickhouse_bench.py --events 1000000 --url http://clickhouse:8123
+    python bench/clickhouse_bench.py --events 10000000 --url http://127.0.0.1:8123 --reuse
 
 Without ``--url`` a ClickHouse 26 server is started on 127.0.0.1 from the PyPI package
 ``chdb-core`` (``tests/clickhouse_server.py``) on the same machine, and stopped at the end.
 The events come from ``kubetrail.demo.generate_events`` (seed 1), written once to
-``WORKDIR/events-N.jsonl``; both stores are created afresh every run.
+``WORKDIR/events-N.jsonl``; both stores are created afresh every run, unless ``--reuse`` is
+given: then a store that exists already (``WORKDIR/bench-N.duckdb``, the database ``bench_N`` on
+the ``--url`` server) is queried as it is, without its ingest (a 10 M store takes 15 minutes).
 """
 
 from __future__ import annotations
@@ -128,6 +131,17 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ktbench"))
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--url", help="an existing ClickHouse (default: start one with chdb)")
+    parser.add_argument(
+        "--reuse", action="store_true", help="query existing stores as they are (no ingest)"
+    )
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="DATABASE",
+        help="another database of the same events on the --url server (e.g. an older schema):"
+        " its answers and times, without FINAL, in the same turns after the merges",
+    )
     args = parser.parse_args()
     print(f"load average at the start: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
 
@@ -148,17 +162,39 @@ def main() -> None:
 
 def run(args: argparse.Namespace, path: Path, url: str, server: psutil.Process | None) -> None:
     db_path = args.workdir / f"bench-{args.events}.duckdb"
-    for suffix in ("", ".wal"):
-        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-    duck = open_store(db_path)
-    duck_ingest = timed_ingest(duck, path, None)
-    duck.close()
+    ingests: dict[str, dict[str, float]] = {}
+    if not (args.reuse and db_path.exists()):
+        for suffix in ("", ".wal"):
+            Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+        duck = open_store(db_path)
+        ingests["DuckDB (embedded)"] = timed_ingest(duck, path, None)
+        duck.close()
 
     database = f"bench_{args.events}"
     ch = ClickHouseStore(url, database=database)
-    ch._client.command(f"DROP DATABASE IF EXISTS {database}")
-    ch.close()
-    ch = ClickHouseStore(url, database=database)
+    if not (args.reuse and ch.count()):
+        ch._client.command(f"DROP DATABASE IF EXISTS {database}")
+        ch.close()
+        ch = ClickHouseStore(url, database=database)
+        ingests["ClickHouse"] = _clickhouse_ingest(ch, path, server)
+    print(f"## {args.events:,} events ({path.stat().st_size / 1e6:.0f} MB of JSON lines)\n")
+    print("| ingest (one collector) | seconds | events/s | collector CPU s | server CPU s |")
+    print("|---|---|---|---|---|")
+    for name, m in ingests.items():
+        print(
+            f"| {name} | {m['seconds']:.1f} | {m['rate']:,.0f} | {m['collector_cpu']:.1f} |"
+            f" {m['server_cpu']:.1f} |"
+        )
+    if "ClickHouse" in ingests:
+        check = ingests["ClickHouse"]["check_seconds"]
+        print(f"\nduplicate check before insert (ClickHouse): {check:.2f} s in total")
+    _queries(args, db_path, ch, database)
+
+
+def _clickhouse_ingest(
+    ch: ClickHouseStore, path: Path, server: psutil.Process | None
+) -> dict[str, float]:
+    """Ingest through one collector, timing the duplicate check before insert on the way."""
     check_seconds = [0.0]
     original = ch._without_stored
 
@@ -170,18 +206,37 @@ def run(args: argparse.Namespace, path: Path, url: str, server: psutil.Process |
             check_seconds[0] += time.perf_counter() - start
 
     ch._without_stored = counted  # type: ignore[method-assign]
-    ch_ingest = timed_ingest(ch, path, server)
+    result = timed_ingest(ch, path, server)
+    del ch._without_stored
+    return {**result, "check_seconds": check_seconds[0]}
 
-    print(f"## {args.events:,} events ({path.stat().st_size / 1e6:.0f} MB of JSON lines)\n")
-    print("| ingest (one collector) | seconds | events/s | collector CPU s | server CPU s |")
-    print("|---|---|---|---|---|")
-    for name, m in (("DuckDB (embedded)", duck_ingest), ("ClickHouse", ch_ingest)):
-        print(
-            f"| {name} | {m['seconds']:.1f} | {m['rate']:,.0f} | {m['collector_cpu']:.1f} |"
-            f" {m['server_cpu']:.1f} |"
-        )
-    print(f"\nduplicate check before insert (ClickHouse): {check_seconds[0]:.2f} s in total")
 
+def _compare(
+    args: argparse.Namespace,
+    duck: Any,
+    ch: ClickHouseStore,
+    asked: dict[str, tuple[str, dict[str, Any]]],
+) -> None:
+    """The questions on ``--also`` databases and on this run's, without FINAL, in turns."""
+    fast = dict(clickhouse_module.READ_SETTINGS)
+    others = {name: ClickHouseStore(ch.url, database=name, create=False) for name in args.also}
+    modes: dict[str, tuple[Any, dict[str, Any] | None]] = {"duck": (duck, None), "this": (ch, fast)}
+    modes.update({name: (store, fast) for name, store in others.items()})
+    print(f"\nwithout FINAL, after merges, against: {', '.join(args.also)} (ms, ratio to DuckDB)\n")
+    print("| question | DuckDB | this run's database | " + " | ".join(args.also) + " | same rows |")
+    print("|---|---|---|" + "---|" * len(args.also) + "---|")
+    for key, (text, kwargs) in asked.items():
+        times = interleaved_ms(modes, (text, kwargs), args.repeat)
+        expected = run_query(duck, text, **kwargs).rows()
+        same = all(run_query(s, text, **kwargs).rows() == expected for s in others.values())
+        cells = [f"{times['duck']:.1f}"]
+        cells += [f"{times[n]:.1f} ({times[n] / times['duck']:.2f})" for n in ("this", *others)]
+        print(f"| {key} | " + " | ".join(cells) + f" | {same} |")
+    for store in others.values():
+        store.close()
+
+
+def _queries(args: argparse.Namespace, db_path: Path, ch: ClickHouseStore, database: str) -> None:
     duck = open_store(db_path, read_only=True)
     asked = questions(duck)
     exact = dict(clickhouse_module.EXACT_READ_SETTINGS)
@@ -206,7 +261,7 @@ def run(args: argparse.Namespace, path: Path, url: str, server: psutil.Process |
         " the engines and modes of one question run in turns)\n"
     )
     print(
-        "| question | DuckDB | ClickHouse (FINAL, default) | ratio | without FINAL | ratio |"
+        "| question | DuckDB | ClickHouse, FINAL (exact_reads) | ratio | without FINAL | ratio |"
         " FINAL after merges | ratio | without FINAL after merges | ratio | same rows |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -218,6 +273,8 @@ def run(args: argparse.Namespace, path: Path, url: str, server: psutil.Process |
         for value in (m["final"], m["fast"]):
             cells += [f"{value:.1f}", f"{value / m['duck']:.2f}"]
         print(f"| {key} `{text[:40]}` | " + " | ".join(cells) + f" | {same[i]} |")
+    if args.also:
+        _compare(args, duck, ch, asked)
     print(f"\nload average at the end: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
 
     parts = ch._client.query(

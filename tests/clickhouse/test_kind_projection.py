@@ -1,0 +1,181 @@
+"""The ``by_kind`` projection: the short columns of counts and charts, ordered by hour,
+``is_final`` and verb (``clickhouse_schema.KIND_PROJECTION``).
+
+Locks in that it exists, that aggregations read it (the plan is deterministic; the speed is
+measured in ``bench/clickhouse_bench.py``), that listings do not, that answers are the same
+with and without it, and that the two ways rows leave the table keep it exact: merges that drop
+copies, and retention's lightweight DELETE. Older stores get it with the migration of
+docs/scale-out.md, tested here too.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from kubetrail.cli.store import store as store_group
+from kubetrail.pipeline import ingest_paths
+from kubetrail.query import run_query
+from kubetrail.store.clickhouse_schema import KIND_PROJECTION, PROJECTION_SETTINGS
+
+pytest.importorskip("chdb", reason="chdb-core (a test dependency) runs the ClickHouse server")
+
+EVENT_FILES = sorted((Path(__file__).parents[1] / "data" / "events").glob("*.jsonl"))
+AGGREGATIONS = [
+    "| stats count() by verb",
+    "code>=400 | top user 10",
+    "verb=delete | stats count() by resource, user",
+    "| timechart span=5m count() by verb",
+    "| stats count(), avg(latency), dc(user) by ns, code, decision",
+    "stage=* | stats count() by stage, level",
+    "actor=serviceaccount | stats count() by sa",
+]
+NO_PROJECTION = {"optimize_use_projections": 0}
+BY_VERB = "SELECT verb, count() FROM {table} WHERE is_final GROUP BY verb ORDER BY verb"
+#: The projection's own rows, whatever ClickHouse would choose for a query.
+PROJECTION_ROWS = "mergeTreeProjection(currentDatabase(), events, by_kind)"
+ROWS = 240_000  # 30 granules of 8192 rows over four hours
+
+
+def _fill(store: Any) -> None:
+    # One INSERT made by the server: a request every 0.12 s over four hours, two stages each
+    # (the second final), the verb cycling through eight.
+    store._client.command(
+        "INSERT INTO events (cluster, audit_id, stage, is_final, verb, request_received, raw) "
+        "SELECT 'prod', toString(intDiv(number, 2)), "
+        "if(number % 2 = 0, 'RequestReceived', 'ResponseComplete'), number % 2 = 1, "
+        "['get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'deletecollection']"
+        "[intDiv(number, 2) % 8 + 1], "
+        "toDateTime64('2026-01-01 00:00:00', 6, 'UTC') + toIntervalMillisecond(intDiv(number, 2)"
+        f" * 120), '{{}}' FROM numbers({ROWS})"
+    )
+
+
+def _plan(store: Any, sql: str) -> list[str]:
+    rows = store._client.query(f"EXPLAIN indexes = 1 {sql}").result_rows
+    return [str(row[0]).strip() for row in rows]
+
+
+def _reads_it(plan: list[str]) -> bool:
+    return any(line.endswith("ReadFromMergeTree (by_kind)") for line in plan)
+
+
+def _answers(store: Any, settings: dict[str, Any]) -> list[Any]:
+    store.read_settings = settings
+    return [run_query(store, text).rows() for text in AGGREGATIONS]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, floats to 1e-9 relative (sums in another order differ in the last bits)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def test_the_events_table_has_the_projection(new_clickhouse_store: Any) -> None:
+    store = new_clickhouse_store()
+    found = store._client.query(
+        "SELECT name, sorting_key FROM system.projections "
+        "WHERE database = currentDatabase() AND table = 'events'"
+    ).result_rows
+    assert found == [
+        ("by_kind", ["cluster", "toStartOfHour(request_received)", "is_final", "verb"])
+    ]
+
+
+def test_store_init_prints_it_for_a_dba() -> None:
+    for extra in ([], ["--cluster", "prod"]):
+        out = CliRunner().invoke(store_group, ["init", "--engine", "clickhouse", "--print", *extra])
+        assert out.exit_code == 0, out.output
+        assert KIND_PROJECTION in out.output and PROJECTION_SETTINGS in out.output
+
+
+def test_aggregations_read_it_and_skip_granules_listings_do_not(new_clickhouse_store: Any) -> None:
+    store = new_clickhouse_store()
+    _fill(store)
+    store.optimize()  # one part: the plan does not depend on merges
+    counts = _plan(store, "SELECT verb, count() FROM events WHERE is_final GROUP BY verb")
+    assert _reads_it(counts)
+    granules = next(line for line in counts if line.startswith("Granules:"))
+    selected, total = map(int, granules.removeprefix("Granules:").split("/"))
+    assert selected <= total * 0.75  # about half: the final stages only
+    deletes = _plan(
+        store, "SELECT count() FROM events WHERE is_final AND verb = 'delete' GROUP BY verb"
+    )
+    granules = next(line for line in deletes if line.startswith("Granules:"))
+    assert int(granules.removeprefix("Granules:").split("/")[0]) < selected
+    listing = _plan(
+        store,
+        "SELECT request_received, audit_id FROM events WHERE is_final "
+        "ORDER BY request_received DESC LIMIT 10",
+    )
+    assert not any("by_kind" in line for line in listing)  # audit_id is not in it
+
+
+def test_answers_are_the_same_without_it_and_under_final(new_clickhouse_store: Any) -> None:
+    store = new_clickhouse_store()
+    ingest_paths(store, [str(p) for p in EVENT_FILES], "default")
+    plain = _answers(store, {"final": 0})
+    assert _same(plain, _answers(store, {"final": 0, **NO_PROJECTION}))
+    assert _same(plain, _answers(store, {"final": 1}))
+    assert any(rows for rows in plain)
+
+
+def test_merges_that_drop_copies_keep_it_exact(new_clickhouse_store: Any) -> None:
+    store = new_clickhouse_store()
+    insert = (
+        "INSERT INTO events (cluster, audit_id, stage, is_final, verb, request_received, raw) "
+        "VALUES ('prod', 'a1', 'ResponseComplete', true, NULL, '2026-01-01 10:00:00.000001', '{}'),"
+        " ('prod', 'a2', 'ResponseComplete', true, 'get', '2026-01-01 10:00:00.000002', '{}')"
+    )
+    for token in ("one", "other"):  # racing collectors' INSERTs under different tokens
+        store._client.command(insert, settings={"insert_deduplication_token": token})
+    count_by_verb = BY_VERB.format(table="events")
+    assert store._client.query(count_by_verb).result_rows == [("get", 2), (None, 2)]
+    store.optimize()
+    rows = store._client.query(BY_VERB.format(table=PROJECTION_ROWS)).result_rows
+    assert rows == [("get", 1), (None, 1)]
+
+
+def test_retention_deletes_from_it_too(new_clickhouse_store: Any) -> None:
+    store = new_clickhouse_store()
+    _fill(store)
+    by_verb = BY_VERB.format(table="events")
+    kept = store._client.query(
+        "SELECT verb, count() FROM events WHERE is_final AND "
+        "request_received >= toDateTime64('2026-01-01 02:30:00', 6, 'UTC') "
+        "GROUP BY verb ORDER BY verb"
+    ).result_rows
+    assert store.delete_older_than(datetime(2026, 1, 1, 2, 30)) > 0
+    # The DELETE dropped the projection of the part it changed (with 'rebuild', ClickHouse 26.9
+    # kept the deleted rows in it, and this count was 15,000 per verb instead of 5,625).
+    assert store._client.query(by_verb).result_rows == kept
+    assert store._client.query(by_verb, settings=NO_PROJECTION).result_rows == kept
+    assert store._client.query(BY_VERB.format(table=PROJECTION_ROWS)).result_rows == []
+    store.optimize()  # a merge rewrites the part, with its projection
+    assert _reads_it(_plan(store, by_verb))
+    assert store._client.query(BY_VERB.format(table=PROJECTION_ROWS)).result_rows == kept
+
+
+def test_the_migration_adds_it_to_an_older_store(new_clickhouse_store: Any) -> None:
+    store = new_clickhouse_store()
+    _fill(store)
+    store._client.command("ALTER TABLE events DROP PROJECTION by_kind")  # as stores made before
+    by_verb = BY_VERB.format(table="events")
+    before = store._client.query(by_verb).result_rows
+    add = KIND_PROJECTION.replace("PROJECTION by_kind", "PROJECTION IF NOT EXISTS by_kind")
+    for statement in (  # the statements of docs/scale-out.md
+        f"ALTER TABLE events MODIFY SETTING {PROJECTION_SETTINGS}",
+        f"ALTER TABLE events ADD {add}",
+        "ALTER TABLE events MATERIALIZE PROJECTION by_kind",
+    ):
+        store._client.command(statement, settings={"mutations_sync": 1})
+    assert _reads_it(_plan(store, by_verb))
+    assert store._client.query(BY_VERB.format(table=PROJECTION_ROWS)).result_rows == before
