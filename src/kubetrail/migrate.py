@@ -35,7 +35,7 @@ _DAY_SUMS = {
                    1, 16))::UBIGINT) AS h
         FROM {EVENTS_TABLE} GROUP BY 1, 2 ORDER BY 1, 2""",
     "clickhouse": f"""
-        SELECT cluster, toDate(request_received) AS day, count() AS n,
+        SELECT cluster, toDate32(request_received) AS day, count() AS n,
                sum(toUInt128(reinterpretAsUInt64(reverse(unhex(substring(hex(SHA256(
                    concat(cluster, char(31), audit_id, char(31), stage, char(31),
                           toString(toUnixTimestamp64Micro(request_received)), char(31), raw)
@@ -46,7 +46,7 @@ _DAY_KEYS = {
     "duckdb": f"SELECT audit_id, stage, request_received FROM {EVENTS_TABLE} "
     "WHERE cluster = $cluster AND CAST(request_received AS DATE) = $day",
     "clickhouse": f"SELECT audit_id, stage, request_received FROM {EVENTS_TABLE} "
-    "WHERE cluster = {cluster:String} AND toDate(request_received) = {day:Date}",
+    "WHERE cluster = {cluster:String} AND toDate32(request_received) = {day:Date32}",
 }
 
 

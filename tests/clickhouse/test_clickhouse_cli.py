@@ -36,7 +36,7 @@ def test_print_cluster_ddl() -> None:
         "ENGINE = Distributed(`prod`, `kubetrail`, events_local, cityHash64(cluster, audit_id))"
         in ddl
     )
-    assert "PARTITION BY toDate(request_received)" in ddl
+    assert "PARTITION BY toDate32(request_received)" in ddl
     assert "ORDER BY (cluster, request_received, audit_id, stage)" in ddl
     assert "raw String CODEC(ZSTD(3))" in ddl and "TYPE bloom_filter" in ddl
     assert "verb LowCardinality(Nullable(String))" in ddl
@@ -62,7 +62,7 @@ def test_init_creates_the_schema(clickhouse_url: str) -> None:
     assert out.exit_code == 0, out.output
     store = ClickHouseStore(clickhouse_url, database="kt_init", create=False)
     ddl = store.query("SHOW CREATE TABLE events").column(0)[0].as_py()
-    assert "TTL toDate(request_received) + toIntervalDay(400)" in ddl
+    assert "TTL request_received + toIntervalDay(400)" in ddl
     store.query("DROP DATABASE kt_init")
     bad = CliRunner().invoke(store_group, ["init", "--retention", "dev"])
     assert bad.exit_code == 2

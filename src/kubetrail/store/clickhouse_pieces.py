@@ -172,7 +172,7 @@ def cut(
     """
     if table.num_rows == 0:
         return []
-    # toDate(request_received) of a DateTime64(6, 'UTC'): the UTC day of the naive-UTC time.
+    # toDate32(request_received) of a DateTime64(6, 'UTC'): the UTC day of the naive-UTC time.
     days = pc.cast(table.column("request_received"), pa.date32()).cast(pa.int32())
     group = days.to_numpy().astype(np.int64)
     if shard_of_rows is not None:

@@ -127,8 +127,9 @@ def ttl_clause(retention: Mapping[str, int]) -> str:
             raise ConfigError(
                 f"retention of '{name}': {days} days is not in 1..{MAX_RETENTION_DAYS}"
             )
-    # Whole days as ``Date`` (up to 2149): ``DateTime`` would wrap after 2106.
-    expiry = "toDate(request_received) + toIntervalDay({days})"
+    # On the DateTime64 itself (1900 to 2299): ``Date`` wraps outside 1970 to 2149, ``DateTime``
+    # after 2106, and a TTL on ``Date32`` kept a row from 1950 past its expiry (ClickHouse 26.9).
+    expiry = "request_received + toIntervalDay({days})"
     named = {name: days for name, days in sorted(retention.items()) if name != OTHERS}
     rules = [
         f"{expiry.format(days=int(days))} DELETE WHERE cluster = {_quote(name)}"
@@ -212,7 +213,7 @@ def schema_ddl(
     statements = [
         f"CREATE DATABASE IF NOT EXISTS {db}{on}",
         f"CREATE TABLE IF NOT EXISTS {db}.{events}{on} (\n{_columns()}\n)\n"
-        f"ENGINE = {replacing}\nPARTITION BY toDate(request_received)\nORDER BY {ORDER_BY}\n"
+        f"ENGINE = {replacing}\nPARTITION BY toDate32(request_received)\nORDER BY {ORDER_BY}\n"
         f"{ttl}SETTINGS {dedup_window}, {PROJECTION_SETTINGS}",
         f"CREATE TABLE IF NOT EXISTS {db}.{batches}{on} (\n{_BATCH_COLUMNS}\n)\n"
         f"ENGINE = {merge}\nPARTITION BY toYYYYMM(committed_at)\nORDER BY (cluster, committed_at)",
