@@ -4,13 +4,14 @@ Layout (the same column names and meanings as the embedded store, from
 :data:`kubetrail.model.schema.EVENT_SCHEMA`):
 
 * ``events``: ``ReplacingMergeTree`` ordered by ``(cluster, request_received, audit_id, stage)``
-  and partitioned by day (``toDate32``). The sorting key is also the deduplication key of the embedded store
-  (cluster, auditID, stage, request time), so a copy that reaches the table despite the
-  collectors' insert tokens (:mod:`.clickhouse_pieces`) collapses into one row when parts merge,
-  and reads with ``FINAL`` (``exact_reads``) hide it before that. Because the request time is in
-  the key, all copies of an event fall into the same daily partition, which lets ``FINAL`` skip
-  merging across partitions. Two skipping indexes: a bloom filter on ``audit_id`` (lookups by
-  id) and a minmax index on ``request_received`` (newest-first listings, see ``TIME_INDEX``).
+  and partitioned by day (``toDate32``). The sorting key is also the deduplication key of the
+  embedded store (cluster, auditID, stage, request time), so a copy that reaches the table
+  despite the collectors' insert tokens (:mod:`.clickhouse_pieces`) collapses into one row when
+  parts merge, and reads with ``FINAL`` (``exact_reads``) hide it before that. Because the
+  request time is in the key, all copies of an event fall into the same daily partition, which
+  lets ``FINAL`` skip merging across partitions. Two skipping indexes: a bloom filter on
+  ``audit_id`` (lookups by id) and a minmax index on ``request_received`` (newest-first
+  listings, see ``TIME_INDEX``).
   One projection, ``by_kind`` (see ``KIND_PROJECTION``): the columns that counts and charts
   group and filter by, ordered by hour, ``is_final`` and verb.
 * ``batches``: one row per written batch (MergeTree).
