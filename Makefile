@@ -37,10 +37,12 @@ report: install
 test: install
 	bash .ci/system-deps.sh
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 	$(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 
 format: install
 	$(VENV)/bin/ruff format src tests bench

@@ -70,4 +70,3 @@ def test_refusals() -> None:
 def test_every_default_stage_filter_is_a_literal() -> None:
     sql = compile('user="x\'; DROP TABLE events; --"').sql
     assert "'x''; DROP TABLE events; --'" in sql
-

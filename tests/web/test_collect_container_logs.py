@@ -17,9 +17,8 @@ from testdata import EVENT_FILES
 EVENTS = [line for p in EVENT_FILES for line in p.read_bytes().splitlines() if line.strip()]
 
 
-
-
 NOT_AUDIT = "kubetrail_ingest_lines_not_audit_total"
+
 
 def test_collect_container_logs_across_rotation_and_pod_restart(
     start_server: Any, tmp_path: Path

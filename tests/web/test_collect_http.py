@@ -64,8 +64,6 @@ def collector(tmp_path: Path) -> Iterator[Any]:
             proc.wait(10)
 
 
-
-
 STORED = "kubetrail_ingest_events_stored_total"
 
 

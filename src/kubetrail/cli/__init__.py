@@ -29,8 +29,20 @@ def main() -> None:
     """kubetrail: collect, search, alert on and keep Kubernetes API-server audit logs."""
 
 
-for command in (serve, collect, ingest, export, stats, report, query, policy, certs, demo, store,
-                migrate):
+for command in (
+    serve,
+    collect,
+    ingest,
+    export,
+    stats,
+    report,
+    query,
+    policy,
+    certs,
+    demo,
+    store,
+    migrate,
+):
     main.add_command(command)
 for command in (retention, verify, rules, alerts):  # issues 9 and 6
     main.add_command(command)

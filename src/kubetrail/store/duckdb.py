@@ -180,8 +180,7 @@ class DuckDBStore:
                 else ""
             )
             raise StoreError(
-                f"{self.path}: schema version {found}, this kubetrail reads {SCHEMA_VERSION}"
-                + hint
+                f"{self.path}: schema version {found}, this kubetrail reads {SCHEMA_VERSION}" + hint
             )
 
     def _upgrade_from_1(self) -> None:

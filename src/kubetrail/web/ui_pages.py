@@ -60,9 +60,7 @@ def search_url(query: str, window: TimeRange, cluster: str | None) -> str:
     return "/ui/search?" + urlencode(params)
 
 
-def _frame(
-    request: Request, window: TimeRange, scope: ReadScope | None = None
-) -> dict[str, Any]:
+def _frame(request: Request, window: TimeRange, scope: ReadScope | None = None) -> dict[str, Any]:
     cluster = _cluster(request)
     return {
         "not_included": [a.as_dict() for a in scope.not_included] if scope else [],
