@@ -1,6 +1,7 @@
 """Ingest through one collector, same events, same run: DuckDB's fast path, ClickHouse's
-reference path (columns built in Python) and ClickHouse's fast path (the server extracts the
-columns from the raw JSON, ``store/clickhouse_raw.py``).
+reference path (columns built in Python) with the pipeline's queue of 1 chunk (before) and of 8
+(``ClickHouseStore.write_queue_chunks``), and ClickHouse's fast path (the server extracts the
+columns from the raw JSON, ``store/clickhouse_raw.py``) with the queue of 8.
 
 Usage::
 
@@ -30,7 +31,12 @@ from kubetrail.store.clickhouse import ClickHouseStore
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
-MODES = ("DuckDB (embedded, fast path)", "ClickHouse, reference path", "ClickHouse, fast path")
+MODES = (
+    "DuckDB (embedded, fast path)",
+    "ClickHouse, reference path, queue of 1 (before)",
+    "ClickHouse, reference path, queue of 8 (default)",
+    "ClickHouse, fast path (server extracts), queue of 8",
+)
 
 
 def _cpu(process: psutil.Process | None) -> float:
@@ -49,11 +55,13 @@ def one(mode: str, path: Path, workdir: Path, url: str, server: psutil.Process) 
         store: Any = open_store(db)
     else:
         store = ClickHouseStore(url, database=f"fp_{uuid.uuid4().hex[:8]}")
-    fast = not mode.endswith("reference path")
+        if "before" in mode:
+            store.write_queue_chunks = 1
+        store.prefers_raw_batches = "fast path" in mode
     try:
         cpu0, server0 = time.process_time(), _cpu(server)
         start = time.perf_counter()
-        summary = ingest_paths(store, [str(path)], "bench", fast=fast)
+        summary = ingest_paths(store, [str(path)], "bench")
         seconds = time.perf_counter() - start
         found = {
             "seconds": seconds,

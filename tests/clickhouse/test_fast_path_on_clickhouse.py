@@ -1,5 +1,6 @@
 """ClickHouse's fast path (the server extracts the columns from the raw JSON) against its
-reference path (every column built in Python), on a real server.
+reference path (every column built in Python), on a real server. The pipeline takes the fast
+path on ClickHouse only when the store asks for it (``prefers_raw_batches``, off by default).
 
 Every column of every row must be identical: on all test files and on the edge cases of
 ``tests/store/test_fast_path.py`` (DuckDB's fast path), which change what each extraction rule
@@ -12,6 +13,8 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ from synthetic import events, rows_without_final
 from kubetrail.demo.generate import generate_events
 from kubetrail.model.rawbatch import RAW_SCHEMA
 from kubetrail.model.schema import COLUMN_NAMES
-from kubetrail.pipeline import IngestSummary, ingest_paths
+from kubetrail.pipeline import IngestSummary, _raw_writer, ingest_paths
 from kubetrail.quarantine import Quarantine
 from kubetrail.store import clickhouse_raw
 from kubetrail.store.base import BatchMeta
@@ -56,6 +59,7 @@ def _ingest(
     new_store: Any, tmp_path: Path, name: str, paths: list[Path], *, fast: bool, **kwargs: Any
 ) -> tuple[IngestSummary, pa.Table, list[dict[str, Any]], ClickHouseStore]:
     store = new_store()
+    store.prefers_raw_batches = fast  # off by default on ClickHouse (see ClickHouseStore)
     quarantine_file = tmp_path / f"{name}-{'fast' if fast else 'ref'}.quarantine.jsonl"
     quarantine = Quarantine(quarantine_file)
     try:
@@ -113,9 +117,14 @@ def _first_difference(got: pa.ChunkedArray, want: pa.ChunkedArray) -> tuple[Any,
     return None
 
 
-def test_the_store_offers_the_fast_path(new_clickhouse_store: Any) -> None:
+def test_the_store_offers_the_fast_path_but_the_pipeline_takes_it_only_when_asked(
+    new_clickhouse_store: Any,
+) -> None:
     store = new_clickhouse_store()
     assert callable(getattr(store, "write_raw_batches", None))
+    assert _raw_writer(store) is None  # measured no faster: off by default
+    store.prefers_raw_batches = True
+    assert _raw_writer(store) is not None
     with pytest.raises(Exception, match="neither the raw-batch nor the event schema"):
         store.write_raw_batches([pa.table({"x": [1]})], BatchMeta("c", "s", "b"))
     assert store.write_raw_batches([RAW_SCHEMA.empty_table()], BatchMeta("c", "s", "b")).stored == 0
@@ -264,3 +273,37 @@ def test_a_raw_piece_is_one_block_under_the_reference_pieces_token(
     store._insert_piece(reference)  # the reference path's piece of the same rows: dropped
     store._insert_piece(RawPiece.of(piece, BatchMeta("c", "other", "b2")))  # a retry: dropped
     assert rows_without_final(store) == piece.table.num_rows
+
+
+@pytest.mark.slow
+def test_collectors_on_both_paths_racing_on_retried_batches(new_clickhouse_store: Any) -> None:
+    """Four collectors, two on each path, write the same retried batches (each over three days)
+    at once: the raw pieces carry the reference pieces' tokens, so each event is one row."""
+    first = new_clickhouse_store()
+    collectors = [first] + [new_clickhouse_store(database=first.database) for _ in range(3)]
+    batches = [events(600, first=600 * k, days=2) for k in range(6)]
+    start = threading.Barrier(len(collectors), timeout=60)
+    errors: list[BaseException] = []
+
+    def collect(store: ClickHouseStore, index: int) -> None:
+        delays = random.Random(index)
+        try:
+            for number, table in enumerate(batches):
+                start.wait()
+                threading.Event().wait(delays.uniform(0, 0.02))
+                meta = BatchMeta("c", "webhook", f"b{number}-{index}")
+                if index % 2:
+                    store.write_raw_batches([table.select(RAW_SCHEMA.names)], meta)
+                else:
+                    store.write_batch(table, meta)
+        except BaseException as exc:  # reported by the test's thread
+            errors.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=collect, args=(s, i)) for i, s in enumerate(collectors)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert rows_without_final(first) == first.count() == 6 * 600

@@ -95,6 +95,14 @@ class ClickHouseStore:
     """
 
     dialect = "clickhouse"
+    #: Decoded chunks the pipeline queues ahead of the writer (:mod:`kubetrail.pipeline`; 1
+    #: by default): while the server stores a batch, decoding runs on into the next one
+    #: (1.33x the events/s through one collector, docs/scale-out.md "Run I").
+    write_queue_chunks = 8
+    #: Whether the pipeline sends raw batches (:meth:`write_raw_batches`). Off: with the same
+    #: queue, the server extracting the columns was measured no faster than Python building
+    #: them (docs/scale-out.md "Run I"); the path stays, tested, for a deployment where it is.
+    prefers_raw_batches = False
 
     def __init__(
         self,
