@@ -223,7 +223,8 @@ def ingest_batches(
     raw_writer = _raw_writer(store) if fast and transform is None and detector is None else None
     # The fast path's chunks are small (the raw JSON and a few columns) and DuckDB inserts
     # several at once: a deeper queue lets decoding run on while DuckDB works.
-    depth = FAST_QUEUE_CHUNKS if raw_writer is not None else 1
+    # A store may ask for a deeper queue (ClickHouse: ``ClickHouseStore.write_queue_chunks``).
+    depth = getattr(store, "write_queue_chunks", FAST_QUEUE_CHUNKS if raw_writer else 1)
     pending: queue.Queue[_Chunk | None] = queue.Queue(maxsize=depth)
 
     def write_loop() -> None:
@@ -292,6 +293,8 @@ class _Detections:
 def _raw_writer(store: Store) -> RawWriter | None:
     """The store's fast-path writer, when it has one (see :mod:`kubetrail.model.rawbatch`)."""
     writer = getattr(store, "write_raw_batches", None)
+    if not getattr(store, "prefers_raw_batches", True):  # ClickHouse: measured no faster
+        return None
     return writer if callable(writer) else None
 
 

@@ -33,6 +33,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,8 +44,9 @@ import pyarrow.compute as pc
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from ..errors import ConfigError, StoreError
+from ..model.rawbatch import RAW_SCHEMA
 from ..model.schema import COLUMN_NAMES, EVENT_SCHEMA
-from . import clickhouse_chain
+from . import clickhouse_chain, clickhouse_raw
 from .base import EVENTS_TABLE, BatchMeta, StoreStats, WriteResult
 from .clickhouse_arrow import bind_positional, empty_arrow, to_arrow
 from .clickhouse_pieces import (
@@ -58,7 +60,7 @@ from .clickhouse_pieces import (
     shards_of_rows,
 )
 from .clickhouse_schema import BATCH_COLUMNS, SCHEMA_VERSION, retention_ddl, schema_ddl
-from .duckdb import _first_of_each_key
+from .duckdb import _RAW_KEY, _first_of_each_key, _first_rows
 
 #: Settings of reads with ``exact_reads`` (and of ``verify``): FINAL everywhere. Copies of an
 #: event always share a daily partition (the request time is in the key): FINAL need not merge
@@ -93,6 +95,14 @@ class ClickHouseStore:
     """
 
     dialect = "clickhouse"
+    #: Decoded chunks the pipeline queues ahead of the writer (:mod:`kubetrail.pipeline`; 1
+    #: by default): while the server stores a batch, decoding runs on into the next one
+    #: (1.33x the events/s through one collector, docs/scale-out.md "Run I").
+    write_queue_chunks = 8
+    #: Whether the pipeline sends raw batches (:meth:`write_raw_batches`). Off: with the same
+    #: queue, the server extracting the columns was measured no faster than Python building
+    #: them (docs/scale-out.md "Run I"); the path stays, tested, for a deployment where it is.
+    prefers_raw_batches = False
 
     def __init__(
         self,
@@ -187,13 +197,23 @@ class ClickHouseStore:
                 chunks.append(table)
         if not chunks:
             return WriteResult(0, 0)
-        table = pa.concat_tables(chunks)
+        return self._write(pa.concat_tables(chunks), meta, raw=False)
+
+    def _write(self, table: pa.Table, meta: BatchMeta, *, raw: bool) -> WriteResult:
+        """Store one batch's rows (event or, with ``raw``, raw-batch tables; see above)."""
         received = table.num_rows
-        table = _first_of_each_key(table)
-        # The batch id comes from the batch record, as in the embedded store (the pipeline
-        # leaves the column empty); verify names batches of unchained events by it.
-        ids = pa.repeat(pa.scalar(meta.batch_id, pa.string()), table.num_rows)
-        table = whole = table.set_column(table.schema.get_field_index("batch_id"), "batch_id", ids)
+        if raw:  # the batch's one cluster is meta's: the key is the rest
+            keep = _first_rows(table.select(_RAW_KEY))
+            table = whole = table if keep is None else table.take(keep)
+        else:
+            table = whole = _first_of_each_key(table)
+            # The batch id comes from the batch record, as in the embedded store (the pipeline
+            # leaves the column empty); verify names batches of unchained events by it. (Raw
+            # pieces get it as a parameter of their INSERT.)
+            ids = pa.repeat(pa.scalar(meta.batch_id, pa.string()), table.num_rows)
+            table = whole = table.set_column(
+                table.schema.get_field_index("batch_id"), "batch_id", ids
+            )
         times = table.column("request_received")
         lo, hi = pc.min(times).as_py(), pc.max(times).as_py()
         # On a cluster, the shards of the batch's auditIDs are asked at the same time as the check.
@@ -212,13 +232,38 @@ class ClickHouseStore:
         ]
         try:
             with _translated("cannot write the batch"):
-                self._insert_pieces(self._cut(table, meta.cluster, lookup))
+                pieces = self._cut(table, meta.cluster, lookup)
+                if raw:
+                    pieces = [RawPiece.of(p, meta) for p in pieces]
+                self._insert_pieces(pieces)
         except BaseException:
             wait(side)  # the events' error is the one to report
             raise
         for future in side:
             future.result()
         return WriteResult(stored=stored, duplicates=received - stored)
+
+    def write_raw_batches(self, tables: Iterable[pa.Table], meta: BatchMeta) -> WriteResult:
+        """Like :meth:`write_batches`, for the fast path's raw batches: the server extracts the
+        columns from the raw JSON (:mod:`kubetrail.store.clickhouse_raw`).
+
+        Each table has :data:`~kubetrail.model.rawbatch.RAW_SCHEMA` or the event schema (chunks
+        that took the reference path); of the latter only the raw-batch columns are sent, and
+        the server derives the rest from the same JSON by the same rules, so that a piece stays
+        one INSERT, one block, one token. Everything else is :meth:`write_batches`' own: one
+        duplicate check, the pieces, the chain record and the batch row.
+        """
+        chunks: list[pa.Table] = []
+        for table in tables:
+            if table.schema == EVENT_SCHEMA:
+                table = table.select(RAW_SCHEMA.names)
+            elif table.schema != RAW_SCHEMA:
+                raise StoreError("batch has neither the raw-batch nor the event schema")
+            if table.num_rows:
+                chunks.append(table)
+        if not chunks:
+            return WriteResult(0, 0)
+        return self._write(pa.concat_tables(chunks), meta, raw=True)
 
     def _shard_map(self) -> Shards | None:
         """On a cluster, its shards and weights, read once from the server.
@@ -266,7 +311,7 @@ class ClickHouseStore:
         target = f"{self.database}.{'events_local' if self.cluster else EVENTS_TABLE}"
         return cut(table, target=target, cluster=cluster, shard_of_rows=shard_of_rows)
 
-    def _insert_pieces(self, pieces: list[Piece]) -> None:
+    def _insert_pieces(self, pieces: Sequence[Piece | RawPiece]) -> None:
         """Insert each piece as an INSERT of its own; several at once (a batch over many days).
 
         Raises:
@@ -281,7 +326,17 @@ class ClickHouseStore:
         for future in futures:
             future.result()
 
-    def _insert_piece(self, piece: Piece) -> None:
+    def _insert_piece(self, piece: Piece | RawPiece) -> None:
+        if isinstance(piece, RawPiece):
+            # Into ``events`` like insert_arrow (on a cluster the Distributed table, which
+            # sends the block to the piece's ``insert_shard_id``).
+            self._client.command(
+                clickhouse_raw.insert_sql(f"{self.database}.{EVENTS_TABLE}"),
+                parameters=piece.parameters,
+                data=clickhouse_raw.body(piece.piece.table),
+                settings=piece.piece.settings(),
+            )
+            return
         self._client.insert_arrow(
             EVENTS_TABLE, piece.table, database=self.database, settings=piece.settings()
         )
@@ -467,6 +522,20 @@ class ClickHouseStore:
     def _scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         rows = self._rows(sql, params)
         return rows[0][0] if rows else None
+
+
+@dataclass(frozen=True)
+class RawPiece:
+    """A piece of a raw batch, with the query parameters of its INSERT ... SELECT."""
+
+    piece: Piece
+    parameters: dict[str, str]
+
+    @classmethod
+    def of(cls, piece: Piece, meta: BatchMeta) -> RawPiece:
+        """The piece with the batch's cluster, source and id."""
+        params = {"cluster": meta.cluster, "source": meta.source, "batch_id": meta.batch_id}
+        return cls(piece, params)
 
 
 def _cluster_filter(cluster: str | None) -> tuple[str, dict[str, Any] | None]:

@@ -1,0 +1,309 @@
+"""ClickHouse's fast path (the server extracts the columns from the raw JSON) against its
+reference path (every column built in Python), on a real server. The pipeline takes the fast
+path on ClickHouse only when the store asks for it (``prefers_raw_batches``, off by default).
+
+Every column of every row must be identical: on all test files and on the edge cases of
+``tests/store/test_fast_path.py`` (DuckDB's fast path), which change what each extraction rule
+sees. A raw piece must stay one block under its own token, whatever the squashing settings, so
+that exactness without FINAL holds on the fast path too.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from synthetic import events, rows_without_final
+
+from kubetrail.demo.generate import generate_events
+from kubetrail.model.rawbatch import RAW_SCHEMA
+from kubetrail.model.schema import COLUMN_NAMES
+from kubetrail.pipeline import IngestSummary, _raw_writer, ingest_paths
+from kubetrail.quarantine import Quarantine
+from kubetrail.store import clickhouse_raw
+from kubetrail.store.base import BatchMeta
+from kubetrail.store.clickhouse import ClickHouseStore, RawPiece
+from kubetrail.store.clickhouse_pieces import cut
+from kubetrail.store.verify import verify_store
+from testdata import EVENT_FILES
+
+pytest.importorskip("chdb", reason="chdb-core (a test dependency) runs the ClickHouse server")
+
+# The DuckDB fast path's cases, reused as they are (that module is not a package's).
+_spec = importlib.util.spec_from_file_location(
+    "duckdb_fast_path_cases", Path(__file__).parents[1] / "store" / "test_fast_path.py"
+)
+assert _spec is not None and _spec.loader is not None
+_cases = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_cases)
+ALL_FILES: list[Path] = _cases.ALL_FILES
+CRAFTED: list[dict[str, Any]] = _cases.CRAFTED
+
+_COLUMNS = [c for c in COLUMN_NAMES if c != "batch_id"]
+_SORT = [(c, "ascending") for c in ("cluster", "audit_id", "stage", "request_received", "raw")]
+
+
+def _rows(store: ClickHouseStore) -> pa.Table:
+    """Every stored column but the random batch id, in a total order."""
+    return store.query(f"SELECT {', '.join(_COLUMNS)} FROM events").sort_by(_SORT)
+
+
+def _ingest(
+    new_store: Any, tmp_path: Path, name: str, paths: list[Path], *, fast: bool, **kwargs: Any
+) -> tuple[IngestSummary, pa.Table, list[dict[str, Any]], ClickHouseStore]:
+    store = new_store()
+    store.prefers_raw_batches = fast  # off by default on ClickHouse (see ClickHouseStore)
+    quarantine_file = tmp_path / f"{name}-{'fast' if fast else 'ref'}.quarantine.jsonl"
+    quarantine = Quarantine(quarantine_file)
+    try:
+        summary = ingest_paths(
+            store, [str(p) for p in paths], "c1", quarantine=quarantine, fast=fast, **kwargs
+        )
+    finally:
+        quarantine.close()
+    text = quarantine_file.read_text() if quarantine_file.exists() else ""
+    entries = [
+        {k: v for k, v in json.loads(line).items() if k != "time"} for line in text.splitlines()
+    ]
+    return summary, _rows(store), entries, store
+
+
+def _assert_same(
+    new_store: Any,
+    tmp_path: Path,
+    name: str,
+    paths: list[Path],
+    *,
+    verified: bool = True,
+    **kwargs: Any,
+) -> pa.Table:
+    """Ingest ``paths`` on both paths; assert identical rows, counts, rejections and chain
+    outcome (``verified``: the chain verifies)."""
+    ref_summary, ref_rows, ref_quarantine, ref_store = _ingest(
+        new_store, tmp_path, name, paths, fast=False, **kwargs
+    )
+    summary, rows, quarantine, store = _ingest(
+        new_store, tmp_path, name, paths, fast=True, **kwargs
+    )
+    assert rows.num_rows == ref_rows.num_rows
+    for column in ref_rows.column_names:
+        got, want = rows.column(column), ref_rows.column(column)
+        assert got.equals(want), (column, _first_difference(got, want))
+    got_summary, want_summary = summary.as_dict(), ref_summary.as_dict()
+    for key in ("seconds", "quarantine"):
+        got_summary.pop(key), want_summary.pop(key)
+    assert got_summary == want_summary
+    assert quarantine == ref_quarantine
+    # The same chain outcome. (A batch whose duplicates carry other JSON than the stored copy,
+    # as the edge files do against tests/data/events, is "events_changed" on both paths: the
+    # chain records the batch as received.)
+    report, ref_report = verify_store(store), verify_store(ref_store)
+    assert [p.kind for p in report.problems] == [p.kind for p in ref_report.problems]
+    assert report.ok or not verified, report.problems
+    return rows
+
+
+def _first_difference(got: pa.ChunkedArray, want: pa.ChunkedArray) -> tuple[Any, Any] | None:
+    for a, b in zip(got.to_pylist(), want.to_pylist(), strict=True):
+        if a != b:
+            return a, b
+    return None
+
+
+def test_the_store_offers_the_fast_path_but_the_pipeline_takes_it_only_when_asked(
+    new_clickhouse_store: Any,
+) -> None:
+    store = new_clickhouse_store()
+    assert callable(getattr(store, "write_raw_batches", None))
+    assert _raw_writer(store) is None  # measured no faster: off by default
+    store.prefers_raw_batches = True
+    assert _raw_writer(store) is not None
+    with pytest.raises(Exception, match="neither the raw-batch nor the event schema"):
+        store.write_raw_batches([pa.table({"x": [1]})], BatchMeta("c", "s", "b"))
+    assert store.write_raw_batches([RAW_SCHEMA.empty_table()], BatchMeta("c", "s", "b")).stored == 0
+
+
+def test_every_test_file_stores_the_same_rows_on_both_paths(
+    new_clickhouse_store: Any, tmp_path: Path
+) -> None:
+    rows = _assert_same(new_clickhouse_store, tmp_path, "all", ALL_FILES, verified=False)
+    assert rows.num_rows > 500
+
+
+def test_small_chunks_and_batches_store_the_same_rows(
+    new_clickhouse_store: Any, tmp_path: Path
+) -> None:
+    # Many batches, keys repeated across chunks and batches.
+    paths = [*EVENT_FILES[:4], *ALL_FILES[-3:]]
+    _assert_same(
+        new_clickhouse_store,
+        tmp_path,
+        "small",
+        paths,
+        verified=False,
+        chunk_records=7,
+        batch_records=20,
+    )
+
+
+def test_crafted_events_store_the_same_rows(new_clickhouse_store: Any, tmp_path: Path) -> None:
+    """Each crafted event changes what one rule sees (empty values, missing parts, derivations)."""
+    apps = {"apiGroup": "apps", "apiVersion": "v1", "resource": "deployments", "name": "d"}
+    crafted = [*CRAFTED, _cases._event(objectRef=apps)]  # plus a non-empty apiGroup
+    lines = [json.dumps(dict(e, auditID=f"id-{i}")).encode() for i, e in enumerate(crafted)]
+    items = [
+        {k: v for k, v in dict(e, auditID=f"list-{i}").items() if k not in ("kind", "apiVersion")}
+        for i, e in enumerate(CRAFTED[:6])
+    ]
+    for version in ("audit.k8s.io/v1", "audit.k8s.io/v1beta1"):
+        document = {"kind": "EventList", "apiVersion": version, "items": items}
+        lines.append(json.dumps(document).encode())
+        items = [dict(item, auditID=item["auditID"] + "b") for item in items]
+    path = tmp_path / "crafted.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    rows = _assert_same(new_clickhouse_store, tmp_path, "crafted", [path])
+    assert rows.num_rows == len(crafted) + 12
+    # The cases reach both outcomes of every rule, so a wrong rule cannot pass unseen.
+    for column in ("username", "user_uid", "impersonated_user", "user_agent", "api_group",
+                   "namespace", "name", "response_code", "response_reason", "decision",
+                   "decision_reason", "sa_namespace", "sa_name", "command",
+                   "user_groups", "impersonated_groups", "source_ips"):  # fmt: skip
+        values = rows.column(column)
+        assert 0 < values.null_count < len(values), column
+    assert set(rows.column("actor_kind").to_pylist()) == {
+        "human", "serviceaccount", "node", "system", "anonymous"
+    }  # fmt: skip
+    assert set(rows.column("is_final").to_pylist()) == {True, False}
+    assert len(set(rows.column("latency_ms").to_pylist())) > 1
+    assert "" in rows.column("decision").to_pylist()  # kept, not null
+    assert 0 in rows.column("response_code").to_pylist()
+
+
+def test_demo_events_store_the_same_rows(new_clickhouse_store: Any, tmp_path: Path) -> None:
+    path = tmp_path / "demo.jsonl"
+    path.write_bytes(b"\n".join(generate_events(6000, seed=2)) + b"\n")
+    rows = _assert_same(new_clickhouse_store, tmp_path, "demo", [path], chunk_records=1000)
+    assert rows.num_rows == 6000
+
+
+def test_a_mixed_file_and_repeated_keys(new_clickhouse_store: Any, tmp_path: Path) -> None:
+    """Valid and refused lines, Secret events, EventLists, a duplicate and a twin of one key."""
+    demo = list(generate_events(300, seed=5))
+    twin = json.dumps(dict(json.loads(demo[3]), userAgent="a different client")).encode()
+    secret_events = [
+        line for path in EVENT_FILES for line in path.read_bytes().splitlines() if b"ecret" in line
+    ]
+    bad = [b"not json", b"[1,2]", b'{"kind":"Event","apiVersion":"audit.k8s.io/v1"}']
+    eventlists = _cases.EVENTLIST_FILE.read_bytes().splitlines()[:3]
+    lines: list[bytes] = []
+    for i, line in enumerate(demo):
+        lines.append(line)
+        if i % 30 == 0:
+            lines.append(bad[i // 30 % len(bad)])
+        if i % 40 == 0 and secret_events:
+            lines.append(secret_events[i // 40 % len(secret_events)])
+        if i % 100 == 0:
+            lines.append(eventlists[i // 100 % len(eventlists)])
+    lines += [demo[10], twin]
+    path = tmp_path / "mixed.jsonl.gz"
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    rows = _assert_same(
+        new_clickhouse_store,
+        tmp_path,
+        "mixed",
+        [path],
+        verified=False,  # the twin
+        chunk_records=64,
+        batch_records=256,
+    )
+    assert rows.num_rows > 300
+
+
+def test_chunks_that_took_the_reference_path_mix_in(
+    new_clickhouse_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks over FAST_CHUNK_BYTES arrive with the event schema, mixed with raw chunks."""
+    import kubetrail.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "FAST_CHUNK_BYTES", 40_000)
+    demo = [json.loads(line) for line in generate_events(400, seed=6)]
+    for event in demo[100:150]:
+        event["requestObject"] = {"kind": "ConfigMap", "data": {"blob": "x" * 5000}}
+    path = tmp_path / "large.jsonl"
+    path.write_bytes(b"\n".join(json.dumps(e).encode() for e in demo) + b"\n")
+    rows = _assert_same(new_clickhouse_store, tmp_path, "large", [path], chunk_records=25)
+    assert rows.num_rows == 400
+
+
+def test_a_raw_piece_is_one_block_under_the_reference_pieces_token(
+    new_clickhouse_store: Any,
+) -> None:
+    """Squashing settings neither split nor merge a raw piece's block, and its token is the
+    reference path's: a collector on either path racing on the same events stores them once."""
+    store = new_clickhouse_store()
+    store._client.command(f"SYSTEM STOP MERGES {store.database}.events")
+    table = events(3000, days=1)
+    raw = table.select(RAW_SCHEMA.names)
+    target = f"{store.database}.events"
+    piece = cut(raw, target=target, cluster="c")[1]
+    assert piece.table.num_rows > 1000
+    reference = cut(table, target=target, cluster="c")[1]
+    assert reference.token == piece.token
+    odd = {"max_insert_block_size": 100, "min_insert_block_size_rows": 100, "max_block_size": 100}
+    meta = BatchMeta("c", "s", "b1")
+    store._client.command(
+        clickhouse_raw.insert_sql(target),
+        parameters=RawPiece.of(piece, meta).parameters,
+        data=clickhouse_raw.body(piece.table),
+        settings={**piece.settings(), **odd},
+    )
+    parts = store._client.query(
+        "SELECT count() FROM system.parts WHERE database = {db:String} "
+        "AND table = 'events' AND active",
+        parameters={"db": store.database},
+    ).result_rows[0][0]
+    assert parts == 1
+    store._insert_piece(reference)  # the reference path's piece of the same rows: dropped
+    store._insert_piece(RawPiece.of(piece, BatchMeta("c", "other", "b2")))  # a retry: dropped
+    assert rows_without_final(store) == piece.table.num_rows
+
+
+@pytest.mark.slow
+def test_collectors_on_both_paths_racing_on_retried_batches(new_clickhouse_store: Any) -> None:
+    """Four collectors, two on each path, write the same retried batches (each over three days)
+    at once: the raw pieces carry the reference pieces' tokens, so each event is one row."""
+    first = new_clickhouse_store()
+    collectors = [first] + [new_clickhouse_store(database=first.database) for _ in range(3)]
+    batches = [events(600, first=600 * k, days=2) for k in range(6)]
+    start = threading.Barrier(len(collectors), timeout=60)
+    errors: list[BaseException] = []
+
+    def collect(store: ClickHouseStore, index: int) -> None:
+        delays = random.Random(index)
+        try:
+            for number, table in enumerate(batches):
+                start.wait()
+                threading.Event().wait(delays.uniform(0, 0.02))
+                meta = BatchMeta("c", "webhook", f"b{number}-{index}")
+                if index % 2:
+                    store.write_raw_batches([table.select(RAW_SCHEMA.names)], meta)
+                else:
+                    store.write_batch(table, meta)
+        except BaseException as exc:  # reported by the test's thread
+            errors.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=collect, args=(s, i)) for i, s in enumerate(collectors)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert rows_without_final(first) == first.count() == 6 * 600
