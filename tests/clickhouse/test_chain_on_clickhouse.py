@@ -120,6 +120,26 @@ def test_racing_copies_verify_whichever_survives_the_merge(
     assert report.clusters["prod"].batches == 2
 
 
+def test_same_request_in_other_json_stays_with_the_batch_that_stored_it(
+    new_clickhouse_store: Any,
+) -> None:
+    """The audit2rbac demo exported as v1 and as v1beta1: 37 events share their keys, with
+    other JSON. The second batch stores none of them, so its record must not claim them."""
+    from kubetrail.pipeline import ingest_paths
+
+    events = Path(__file__).parents[1] / "data" / "events"
+    store = new_clickhouse_store()
+    first = ingest_paths(store, [str(events / "audit2rbac-demo-v1.jsonl")], "demo")
+    second = ingest_paths(store, [str(events / "audit2rbac-demo-v1beta1-original.jsonl")], "demo")
+    assert second.duplicates == 37 and second.stored == second.read - 37
+    report = verify_store(store)
+    assert report.ok, report.problems
+    assert report.clusters["demo"].events == first.stored + second.stored
+    # A retry of the first file (the same JSON) still chains what it finds stored.
+    assert ingest_paths(store, [str(events / "audit2rbac-demo-v1.jsonl")], "demo").stored == 0
+    assert verify_store(store).ok
+
+
 def test_altered_event_is_found_with_its_batch(two_writers: tuple[ClickHouseStore, ...]) -> None:
     a, _ = two_writers
     target = _batch_ids(a, "dev")[3]

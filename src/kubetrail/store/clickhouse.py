@@ -28,6 +28,7 @@ without duplicates (layers 1 and 2).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -219,7 +220,7 @@ class ClickHouseStore:
         # On a cluster, the shards of the batch's auditIDs are asked at the same time as the check.
         lookup = self._lookup_shards(table, meta.cluster)
         with _translated("cannot write the batch"):
-            table = self._without_stored(table, meta.cluster, lo, hi)
+            table, whole = self._without_stored(table, meta.cluster, lo, hi)
         stored = table.num_rows
         row = [meta.batch_id, meta.cluster, meta.source, received, stored]
         row += [received - stored, lo, hi, datetime.now(UTC)]
@@ -353,11 +354,19 @@ class ClickHouseStore:
 
     def _without_stored(
         self, table: pa.Table, cluster: str, lo: datetime, hi: datetime
-    ) -> pa.Table:
-        """The rows of the batch whose key is not stored yet."""
+    ) -> tuple[pa.Table, pa.Table]:
+        """The rows of the batch whose key is not stored yet, and the rows its record covers.
+
+        The chain record covers the events found stored too, when the stored JSON is the
+        batch's own: a retried batch then chains what an interrupted first attempt stored
+        (see ``clickhouse_chain``). An event stored earlier with other JSON under the same key
+        (the same request exported twice, as v1 and as v1beta1) stays with the record of the
+        batch that stored it: this batch stored nothing of it.
+        """
         keys = ids_table(table.column("audit_id"))
         found = self._client.query_arrow(
-            f"SELECT audit_id, stage, toUnixTimestamp64Micro(request_received) AS t "
+            f"SELECT audit_id, stage, toUnixTimestamp64Micro(request_received) AS t, "
+            f"lower(hex(SHA256(raw))) AS sha "
             f"FROM {self.database}.{EVENTS_TABLE} "
             "WHERE cluster = {cluster:String} "
             "AND request_received BETWEEN toDateTime64({lo:String}, 6, 'UTC') "
@@ -368,7 +377,7 @@ class ClickHouseStore:
             settings={"final": 0},  # any stored copy counts; no need to merge
         )
         if found.num_rows == 0:
-            return table
+            return table, table
         stored = key_strings(
             found.column("audit_id"), found.column("stage"), found.column("t").cast(pa.int64())
         )
@@ -377,7 +386,16 @@ class ClickHouseStore:
             table.column("stage"),
             table.column("request_received").cast(pa.int64()),
         )
-        return table.filter(pc.invert(pc.is_in(mine, value_set=pc.unique(stored))))
+        is_stored = pc.is_in(mine, value_set=pc.unique(stored))
+        shas = found.column("sha").to_pylist()
+        same = {f"{key}|{sha}" for key, sha in zip(stored.to_pylist(), shas, strict=True)}
+        raws = table.column("raw").to_pylist()
+        covered = [
+            not here or f"{key}|{_sha256(raw)}" in same
+            for key, here, raw in zip(mine.to_pylist(), is_stored.to_pylist(), raws, strict=True)
+        ]
+        new = table.filter(pc.invert(is_stored))
+        return new, table.filter(pa.array(covered, pa.bool_()))
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -557,3 +575,8 @@ def _translated(what: str) -> Iterator[None]:
         yield
     except ClickHouseError as exc:
         raise StoreError(f"{what}: {exc}") from exc
+
+
+def _sha256(raw: str | None) -> str:
+    """The hex SHA-256 of an event's JSON, as ClickHouse's ``lower(hex(SHA256(raw)))``."""
+    return hashlib.sha256((raw or "").encode()).hexdigest()

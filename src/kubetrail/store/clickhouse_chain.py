@@ -21,8 +21,10 @@ record holds the batch's keys (Arrow IPC, zstd, base64 in ``keys``) and the SHA-
 (the embedded store's version 1 with the framing moved after the bytes, so that ``verify`` can
 hash a cluster's events as they stream out of ClickHouse in key order, keeping only their
 lengths; the lengths and the count still make the split unambiguous). The record covers every
-event of the batch, including those found already stored: a collector that stored the events
-and died before its record is healed by the retry's record.
+event of the batch, including those found already stored with the same JSON: a collector that
+stored the events and died before its record is healed by the retry's record. An event found
+stored with other JSON under the same key (the same request exported as v1 and as v1beta1) is
+left to the record of the batch that stored it.
 
 The record depends only on the batch, not on what the server stores, so
 :meth:`ClickHouseStore.write_batches` sends it at the same time as the events (one round trip
@@ -328,7 +330,8 @@ def record_batch(store: ClickHouseStore, meta: BatchMeta, table: pa.Table) -> Ch
     """Append the record of a batch just written: its keys and the digest of its events.
 
     Called by :meth:`ClickHouseStore.write_batches` after the INSERT, with every event of the
-    batch (one per key), stored now or found stored already (see the module docstring).
+    batch (one per key), stored now or found stored already with the same JSON (see the
+    module docstring).
     """
     if table.num_rows == 0:
         return None
