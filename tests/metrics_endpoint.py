@@ -50,12 +50,15 @@ def metrics_endpoint(certs: DevCerts) -> Iterator[Endpoint]:
         def do_GET(self) -> None:
             endpoint = holder[0]
             auth = self.headers.get("Authorization")
+            allowed = self.path == "/metrics" and auth == f"Bearer {TOKEN}"
+            # The answer's counters are taken before the request is counted: a test that sees
+            # the request counted may change the values without racing this answer.
+            body = endpoint.text().encode() if allowed else b""
             endpoint.requests.append(auth)
-            if self.path != "/metrics" or auth != f"Bearer {TOKEN}":
+            if not allowed:
                 self.send_response(401 if self.path == "/metrics" else 404)
                 self.end_headers()
                 return
-            body = endpoint.text().encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))

@@ -220,7 +220,7 @@ class ClickHouseStore:
         # On a cluster, the shards of the batch's auditIDs are asked at the same time as the check.
         lookup = self._lookup_shards(table, meta.cluster)
         with _translated("cannot write the batch"):
-            table, whole = self._without_stored(table, meta.cluster, lo, hi)
+            table, whole = self._check_stored(table, meta.cluster, lo, hi)
         stored = table.num_rows
         row = [meta.batch_id, meta.cluster, meta.source, received, stored]
         row += [received - stored, lo, hi, datetime.now(UTC)]
@@ -353,6 +353,12 @@ class ClickHouseStore:
             )
 
     def _without_stored(
+        self, table: pa.Table, cluster: str, lo: datetime, hi: datetime
+    ) -> pa.Table:
+        """The rows of the batch whose key is not stored yet."""
+        return self._check_stored(table, cluster, lo, hi)[0]
+
+    def _check_stored(
         self, table: pa.Table, cluster: str, lo: datetime, hi: datetime
     ) -> tuple[pa.Table, pa.Table]:
         """The rows of the batch whose key is not stored yet, and the rows its record covers.
