@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 DATA = Path(__file__).parent / "data"
 EVENTS = DATA / "events"
@@ -20,3 +21,28 @@ EVENTLIST_FILE = DATA / "events-derived" / "eventlist-batches-from-audit2rbac-v1
 def read_json_lines(path: Path) -> list[dict]:
     """The JSON objects of a file, one per non-blank line, decoded with the standard library."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def ingest_quarantined(
+    store: Any, paths: list[Path], quarantine_file: Path, **kwargs: Any
+) -> tuple[Any, list[dict[str, Any]]]:
+    """Ingest ``paths`` into ``store`` (cluster ``c1``) with a quarantine file.
+
+    Returns:
+        the ingest summary, and each quarantined record without the time it was written.
+    """
+    from kubetrail.pipeline import ingest_paths
+    from kubetrail.quarantine import Quarantine
+
+    quarantine = Quarantine(quarantine_file)
+    try:
+        summary = ingest_paths(
+            store, [str(p) for p in paths], "c1", quarantine=quarantine, **kwargs
+        )
+    finally:
+        quarantine.close()
+    text = quarantine_file.read_text() if quarantine_file.exists() else ""
+    entries = [
+        {k: v for k, v in json.loads(line).items() if k != "time"} for line in text.splitlines()
+    ]
+    return summary, entries

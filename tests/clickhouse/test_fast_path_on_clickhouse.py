@@ -13,26 +13,23 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
-import random
-import threading
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
-from synthetic import events, rows_without_final
+from synthetic import events, race, rows_without_final
 
 from kubetrail.demo.generate import generate_events
 from kubetrail.model.rawbatch import RAW_SCHEMA
 from kubetrail.model.schema import COLUMN_NAMES
-from kubetrail.pipeline import IngestSummary, _raw_writer, ingest_paths
-from kubetrail.quarantine import Quarantine
+from kubetrail.pipeline import IngestSummary, _raw_writer
 from kubetrail.store import clickhouse_raw
 from kubetrail.store.base import BatchMeta
 from kubetrail.store.clickhouse import ClickHouseStore, RawPiece
 from kubetrail.store.clickhouse_pieces import cut
 from kubetrail.store.verify import verify_store
-from testdata import EVENT_FILES
+from testdata import EVENT_FILES, ingest_quarantined
 
 pytest.importorskip("chdb", reason="chdb-core (a test dependency) runs the ClickHouse server")
 
@@ -61,17 +58,7 @@ def _ingest(
     store = new_store()
     store.prefers_raw_batches = fast  # off by default on ClickHouse (see ClickHouseStore)
     quarantine_file = tmp_path / f"{name}-{'fast' if fast else 'ref'}.quarantine.jsonl"
-    quarantine = Quarantine(quarantine_file)
-    try:
-        summary = ingest_paths(
-            store, [str(p) for p in paths], "c1", quarantine=quarantine, fast=fast, **kwargs
-        )
-    finally:
-        quarantine.close()
-    text = quarantine_file.read_text() if quarantine_file.exists() else ""
-    entries = [
-        {k: v for k, v in json.loads(line).items() if k != "time"} for line in text.splitlines()
-    ]
+    summary, entries = ingest_quarantined(store, paths, quarantine_file, fast=fast, **kwargs)
     return summary, _rows(store), entries, store
 
 
@@ -282,28 +269,12 @@ def test_collectors_on_both_paths_racing_on_retried_batches(new_clickhouse_store
     first = new_clickhouse_store()
     collectors = [first] + [new_clickhouse_store(database=first.database) for _ in range(3)]
     batches = [events(600, first=600 * k, days=2) for k in range(6)]
-    start = threading.Barrier(len(collectors), timeout=60)
-    errors: list[BaseException] = []
 
-    def collect(store: ClickHouseStore, index: int) -> None:
-        delays = random.Random(index)
-        try:
-            for number, table in enumerate(batches):
-                start.wait()
-                threading.Event().wait(delays.uniform(0, 0.02))
-                meta = BatchMeta("c", "webhook", f"b{number}-{index}")
-                if index % 2:
-                    store.write_raw_batches([table.select(RAW_SCHEMA.names)], meta)
-                else:
-                    store.write_batch(table, meta)
-        except BaseException as exc:  # reported by the test's thread
-            errors.append(exc)
-            start.abort()
+    def write(store: ClickHouseStore, index: int, table: pa.Table, meta: BatchMeta) -> None:
+        if index % 2:
+            store.write_raw_batches([table.select(RAW_SCHEMA.names)], meta)
+        else:
+            store.write_batch(table, meta)
 
-    threads = [threading.Thread(target=collect, args=(s, i)) for i, s in enumerate(collectors)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors and not any(t.is_alive() for t in threads)
+    race(collectors, batches, jitter=0.02, write=write)
     assert rows_without_final(first) == first.count() == 6 * 600

@@ -18,10 +18,16 @@ from kubetrail.demo.generate import generate_events
 from kubetrail.model.rawbatch import RAW_SCHEMA, raw_batch
 from kubetrail.model.schema import COLUMN_NAMES
 from kubetrail.pipeline import IngestSummary, ingest_paths
-from kubetrail.quarantine import Quarantine
 from kubetrail.store import DuckDBStore, open_store
 from kubetrail.store.verify import verify_store
-from testdata import DATA, EDGE_FILES, EVENT_FILES, EVENTLIST_FILE, PARTIAL_FILES
+from testdata import (
+    DATA,
+    EDGE_FILES,
+    EVENT_FILES,
+    EVENTLIST_FILE,
+    PARTIAL_FILES,
+    ingest_quarantined,
+)
 
 ALL_FILES = [*EVENT_FILES, *EDGE_FILES, *PARTIAL_FILES, EVENTLIST_FILE]
 _SORT = [(c, "ascending") for c in ("cluster", "audit_id", "stage", "request_received", "raw")]
@@ -40,18 +46,7 @@ def _ingest(
     db = tmp_path / f"{name}-{'fast' if fast else 'ref'}.duckdb"
     store = open_store(db)
     quarantine_file = tmp_path / f"{name}-{'fast' if fast else 'ref'}.quarantine.jsonl"
-    quarantine = Quarantine(quarantine_file)
-    try:
-        summary = ingest_paths(
-            store, [str(p) for p in paths], "c1", quarantine=quarantine, fast=fast, **kwargs
-        )
-    finally:
-        quarantine.close()
-    text = quarantine_file.read_text() if quarantine_file.exists() else ""
-    # Each quarantined record without the time it was written.
-    entries = [
-        {k: v for k, v in json.loads(line).items() if k != "time"} for line in text.splitlines()
-    ]
+    summary, entries = ingest_quarantined(store, paths, quarantine_file, fast=fast, **kwargs)
     return summary, _rows(store), entries, store
 
 
