@@ -293,8 +293,6 @@ class _Detections:
 def _raw_writer(store: Store) -> RawWriter | None:
     """The store's fast-path writer, when it has one (see :mod:`kubetrail.model.rawbatch`)."""
     writer = getattr(store, "write_raw_batches", None)
-    if not getattr(store, "prefers_raw_batches", True):  # ClickHouse: measured no faster
-        return None
     return writer if callable(writer) else None
 
 

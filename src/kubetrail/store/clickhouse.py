@@ -34,7 +34,6 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,9 +44,8 @@ import pyarrow.compute as pc
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from ..errors import ConfigError, StoreError
-from ..model.rawbatch import RAW_SCHEMA
 from ..model.schema import COLUMN_NAMES, EVENT_SCHEMA
-from . import clickhouse_chain, clickhouse_raw
+from . import clickhouse_chain
 from .base import EVENTS_TABLE, BatchMeta, StoreStats, WriteResult
 from .clickhouse_arrow import bind_positional, empty_arrow, to_arrow
 from .clickhouse_pieces import (
@@ -61,7 +59,7 @@ from .clickhouse_pieces import (
     shards_of_rows,
 )
 from .clickhouse_schema import BATCH_COLUMNS, SCHEMA_VERSION, retention_ddl, schema_ddl
-from .duckdb import _RAW_KEY, _first_of_each_key, _first_rows
+from .duckdb import _first_of_each_key
 
 #: Settings of reads with ``exact_reads`` (and of ``verify``): FINAL everywhere. Copies of an
 #: event always share a daily partition (the request time is in the key): FINAL need not merge
@@ -100,10 +98,6 @@ class ClickHouseStore:
     #: by default): while the server stores a batch, decoding runs on into the next one
     #: (1.33x the events/s through one collector, docs/scale-out.md "Run I").
     write_queue_chunks = 8
-    #: Whether the pipeline sends raw batches (:meth:`write_raw_batches`). Off: with the same
-    #: queue, the server extracting the columns was measured no faster than Python building
-    #: them (docs/scale-out.md "Run I"); the path stays, tested, for a deployment where it is.
-    prefers_raw_batches = False
 
     def __init__(
         self,
@@ -198,23 +192,16 @@ class ClickHouseStore:
                 chunks.append(table)
         if not chunks:
             return WriteResult(0, 0)
-        return self._write(pa.concat_tables(chunks), meta, raw=False)
+        return self._write(pa.concat_tables(chunks), meta)
 
-    def _write(self, table: pa.Table, meta: BatchMeta, *, raw: bool) -> WriteResult:
-        """Store one batch's rows (event or, with ``raw``, raw-batch tables; see above)."""
+    def _write(self, table: pa.Table, meta: BatchMeta) -> WriteResult:
+        """Store one batch's rows: the duplicate check, the pieces, the record and batch row."""
         received = table.num_rows
-        if raw:  # the batch's one cluster is meta's: the key is the rest
-            keep = _first_rows(table.select(_RAW_KEY))
-            table = whole = table if keep is None else table.take(keep)
-        else:
-            table = whole = _first_of_each_key(table)
-            # The batch id comes from the batch record, as in the embedded store (the pipeline
-            # leaves the column empty); verify names batches of unchained events by it. (Raw
-            # pieces get it as a parameter of their INSERT.)
-            ids = pa.repeat(pa.scalar(meta.batch_id, pa.string()), table.num_rows)
-            table = whole = table.set_column(
-                table.schema.get_field_index("batch_id"), "batch_id", ids
-            )
+        table = _first_of_each_key(table)
+        # The batch id comes from the batch record, as in the embedded store (the pipeline
+        # leaves the column empty); verify names batches of unchained events by it.
+        ids = pa.repeat(pa.scalar(meta.batch_id, pa.string()), table.num_rows)
+        table = table.set_column(table.schema.get_field_index("batch_id"), "batch_id", ids)
         times = table.column("request_received")
         lo, hi = pc.min(times).as_py(), pc.max(times).as_py()
         # On a cluster, the shards of the batch's auditIDs are asked at the same time as the check.
@@ -225,46 +212,21 @@ class ClickHouseStore:
         row = [meta.batch_id, meta.cluster, meta.source, received, stored]
         row += [received - stored, lo, hi, datetime.now(UTC)]
         # The events, the batch row and the chain record are INSERTs, each a round trip and a
-        # part on the server. They are sent at once (the record does not depend on what the
-        # server stores; see clickhouse_chain), so a batch waits for the slowest, not the sum.
+        # part on the server. They are sent at once (the record depends on the check, not on
+        # the events' INSERT; see clickhouse_chain), so a batch waits for the slowest.
         side = [
             self._side.submit(clickhouse_chain.record_batch, self, meta, whole),
             self._side.submit(self._insert_batch_row, row),
         ]
         try:
             with _translated("cannot write the batch"):
-                pieces = self._cut(table, meta.cluster, lookup)
-                if raw:
-                    pieces = [RawPiece.of(p, meta) for p in pieces]
-                self._insert_pieces(pieces)
+                self._insert_pieces(self._cut(table, meta.cluster, lookup))
         except BaseException:
             wait(side)  # the events' error is the one to report
             raise
         for future in side:
             future.result()
         return WriteResult(stored=stored, duplicates=received - stored)
-
-    def write_raw_batches(self, tables: Iterable[pa.Table], meta: BatchMeta) -> WriteResult:
-        """Like :meth:`write_batches`, for the fast path's raw batches: the server extracts the
-        columns from the raw JSON (:mod:`kubetrail.store.clickhouse_raw`).
-
-        Each table has :data:`~kubetrail.model.rawbatch.RAW_SCHEMA` or the event schema (chunks
-        that took the reference path); of the latter only the raw-batch columns are sent, and
-        the server derives the rest from the same JSON by the same rules, so that a piece stays
-        one INSERT, one block, one token. Everything else is :meth:`write_batches`' own: one
-        duplicate check, the pieces, the chain record and the batch row.
-        """
-        chunks: list[pa.Table] = []
-        for table in tables:
-            if table.schema == EVENT_SCHEMA:
-                table = table.select(RAW_SCHEMA.names)
-            elif table.schema != RAW_SCHEMA:
-                raise StoreError("batch has neither the raw-batch nor the event schema")
-            if table.num_rows:
-                chunks.append(table)
-        if not chunks:
-            return WriteResult(0, 0)
-        return self._write(pa.concat_tables(chunks), meta, raw=True)
 
     def _shard_map(self) -> Shards | None:
         """On a cluster, its shards and weights, read once from the server.
@@ -312,7 +274,7 @@ class ClickHouseStore:
         target = f"{self.database}.{'events_local' if self.cluster else EVENTS_TABLE}"
         return cut(table, target=target, cluster=cluster, shard_of_rows=shard_of_rows)
 
-    def _insert_pieces(self, pieces: Sequence[Piece | RawPiece]) -> None:
+    def _insert_pieces(self, pieces: Sequence[Piece]) -> None:
         """Insert each piece as an INSERT of its own; several at once (a batch over many days).
 
         Raises:
@@ -327,17 +289,7 @@ class ClickHouseStore:
         for future in futures:
             future.result()
 
-    def _insert_piece(self, piece: Piece | RawPiece) -> None:
-        if isinstance(piece, RawPiece):
-            # Into ``events`` like insert_arrow (on a cluster the Distributed table, which
-            # sends the block to the piece's ``insert_shard_id``).
-            self._client.command(
-                clickhouse_raw.insert_sql(f"{self.database}.{EVENTS_TABLE}"),
-                parameters=piece.parameters,
-                data=clickhouse_raw.body(piece.piece.table),
-                settings=piece.piece.settings(),
-            )
-            return
+    def _insert_piece(self, piece: Piece) -> None:
         self._client.insert_arrow(
             EVENTS_TABLE, piece.table, database=self.database, settings=piece.settings()
         )
@@ -395,13 +347,20 @@ class ClickHouseStore:
         is_stored = pc.is_in(mine, value_set=pc.unique(stored))
         shas = found.column("sha").to_pylist()
         same = {f"{key}|{sha}" for key, sha in zip(stored.to_pylist(), shas, strict=True)}
-        raws = table.column("raw").to_pylist()
-        covered = [
-            not here or f"{key}|{_sha256(raw)}" in same
-            for key, here, raw in zip(mine.to_pylist(), is_stored.to_pylist(), raws, strict=True)
+        # Only the rows found stored are hashed (usually none; all of a retried batch).
+        rows = pc.indices_nonzero(is_stored)
+        keys = pc.take(mine, rows).to_pylist()
+        raws = pc.take(table.column("raw"), rows).to_pylist()
+        other = [
+            row
+            for row, key, raw in zip(rows.to_pylist(), keys, raws, strict=True)
+            if f"{key}|{_sha256(raw)}" not in same
         ]
         new = table.filter(pc.invert(is_stored))
-        return new, table.filter(pa.array(covered, pa.bool_()))
+        if not other:
+            return new, table
+        covered = pc.invert(pc.is_in(pa.array(range(table.num_rows)), pa.array(other)))
+        return new, table.filter(covered)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -546,20 +505,6 @@ class ClickHouseStore:
     def _scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         rows = self._rows(sql, params)
         return rows[0][0] if rows else None
-
-
-@dataclass(frozen=True)
-class RawPiece:
-    """A piece of a raw batch, with the query parameters of its INSERT ... SELECT."""
-
-    piece: Piece
-    parameters: dict[str, str]
-
-    @classmethod
-    def of(cls, piece: Piece, meta: BatchMeta) -> RawPiece:
-        """The piece with the batch's cluster, source and id."""
-        params = {"cluster": meta.cluster, "source": meta.source, "batch_id": meta.batch_id}
-        return cls(piece, params)
 
 
 def _cluster_filter(cluster: str | None) -> tuple[str, dict[str, Any] | None]:
