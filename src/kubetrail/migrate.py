@@ -157,11 +157,11 @@ def _scan(store: Store, cluster: str, rows: int) -> Iterator[pa.Table]:
     if scan is not None:  # an engine that streams (none yet besides the fallback below)
         yield from scan(sql, {"cluster": cluster}, rows)
         return
-    con = getattr(store, "_con", None)
-    if con is None:
+    open_cursor = getattr(store, "cursor", None)
+    if open_cursor is None:
         raise StoreError(f"cannot read the events of a {store.dialect} store in batches")
     # DuckDB: a cursor of its own streams Arrow batches (as DuckDBStore.export does).
-    cursor = con.cursor()
+    cursor = open_cursor()
     try:
         reader = cursor.sql(sql, params={"cluster": cluster}).to_arrow_reader(rows)
         for batch in reader:

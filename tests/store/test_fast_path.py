@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from kubetrail.demo.generate import generate_events
+from kubetrail.demo.generate import DEFAULT_END, generate_events
 from kubetrail.model.rawbatch import RAW_SCHEMA, raw_batch
 from kubetrail.model.schema import COLUMN_NAMES
 from kubetrail.pipeline import IngestSummary, ingest_paths
@@ -131,6 +132,29 @@ def test_reingest_stores_nothing_new_on_the_fast_path(tmp_path):
         again = ingest_paths(store, [str(path)], "c1")
         assert again.stored == 0
         assert again.duplicates == summary.stored + summary.duplicates
+        assert verify_store(store).ok
+    finally:
+        store.close()
+
+
+def test_a_batch_reaching_back_into_stored_time_finds_its_duplicates(tmp_path):
+    """A batch later than everything stored skips the comparison; one overlapping must not.
+
+    The second file repeats the last 40 stored events (the end of the stored time range) and
+    goes on with newer ones, so only its first statement's range touches stored rows.
+    """
+    old = list(generate_events(3_000, seed=11))
+    later = DEFAULT_END + timedelta(hours=2)
+    newer = list(generate_events(2_000, seed=12, end=later, span=timedelta(hours=1)))
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_bytes(b"\n".join(old) + b"\n")
+    second.write_bytes(b"\n".join([*old[-40:], *newer]) + b"\n")
+    store = open_store(tmp_path / "store.duckdb")
+    try:
+        assert ingest_paths(store, [first]).stored == 3_000
+        again = ingest_paths(store, [second])
+        assert (again.stored, again.duplicates) == (2_000, 40)
+        assert store.count() == 5_000
         assert verify_store(store).ok
     finally:
         store.close()

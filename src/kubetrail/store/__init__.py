@@ -27,7 +27,13 @@ __all__ = [
 #: Settings for a bulk import (measured in docs/benchmarks.md): a small cache leaves the memory
 #: to decoding; checkpoints wait for the end of the import instead of running at every commit
 #: (an import's commits took 40 s of 64 s per million events with DuckDB's 16 MB default).
-INGEST_SETTINGS: dict[str, Any] = {"memory_limit": "128MB", "checkpoint_threshold": "1GB"}
+#: One DuckDB thread: the import's INSERTs ran on one thread anyway under the 128 MB cache, and a
+#: second worker made each 35-70 % slower (the decoding thread has the other core).
+INGEST_SETTINGS: dict[str, Any] = {
+    "memory_limit": "128MB",
+    "checkpoint_threshold": "1GB",
+    "threads": 1,
+}
 
 
 def open_store(

@@ -50,6 +50,15 @@ _SQL_TYPES = {
     pa.timestamp("us"): "TIMESTAMP",
 }
 _EXPORT_ROWS = 10_000
+#: Rows per row group of the stores kubetrail writes (DuckDB's default: 122,880). A
+#: transaction's rows wait uncompressed in memory until a row group fills; at 1.9 KB per
+#: demo event a default row group is about 230 MB, more than the import's 128 MB limit, so
+#: DuckDB spilled it to a temporary file and read it back to compress it at commit. Row groups
+#: of 30,720 rows (about 57 MB) are compressed and written while the INSERTs run: 26 % more
+#: events per second for the same peak memory (docs/benchmarks.md, "Row groups").
+ROW_GROUP_ROWS = 30_720
+#: The name the store's file is attached under (see :func:`_connect`).
+CATALOG = "kubetrail"
 #: Rows of raw batches inserted per statement: DuckDB parses them on all its threads, and a
 #: statement's fixed costs (the dedupe scan of the stored rows) are paid once per 16 k rows.
 RAW_INSERT_ROWS = 16_384
@@ -58,6 +67,31 @@ RAW_CHAIN_ROWS = 32_768
 # The same in bytes, for large events (the counts above are reached first by 1.2 KB events).
 _INSERT_BYTES = 24 * 1024 * 1024
 _CHAIN_BYTES = 48 * 1024 * 1024
+
+
+def _connect(path: str, *, read_only: bool, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+    """A connection whose default database is the store's file, with :data:`ROW_GROUP_ROWS`.
+
+    DuckDB takes a row group size only when it attaches a file, so the connection's own
+    database is an empty in-memory one and the file is attached as :data:`CATALOG` and made
+    the default (cursors need the same: :meth:`DuckDBStore.cursor`). The size is not kept in
+    the file: every kubetrail connection attaches with it, and a file written with another
+    size (an older kubetrail, DuckDB's default) is read and extended as it is.
+    """
+    if path != ":memory:":
+        # DuckDB's default next to the file; an in-memory main database would use ./.tmp.
+        config = {"temp_directory": f"{path}.tmp", **config}
+    con = duckdb.connect(":memory:", config=config)
+    try:
+        options = f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}" + (", READ_ONLY" if read_only else "")
+        # ATTACH takes no parameters: the path is a quoted literal.
+        literal = "'" + path.replace("'", "''") + "'"
+        con.execute(f"ATTACH {literal} AS {CATALOG} ({options})")
+        con.execute(f"USE {CATALOG}")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def _events_ddl() -> str:
@@ -144,7 +178,7 @@ class DuckDBStore:
         if checkpoint_threshold:
             config["checkpoint_threshold"] = checkpoint_threshold
         with _translated(f"cannot open {self.path}"):
-            self._con = duckdb.connect(self.path, read_only=read_only, config=config)
+            self._con = _connect(self.path, read_only=read_only, config=config)
         # DuckDB prints a progress bar on stdout for long statements: never in a tool's output.
         _run(self._con, "SET enable_progress_bar = false")
         self._lock = threading.Lock()
@@ -287,14 +321,15 @@ class DuckDBStore:
         reader = pa.RecordBatchReader.from_batches(schema, batches())
         self._con.register("_raw_batch", reader)
         try:
-            params = {
-                "cluster": meta.cluster,
-                "source": meta.source,
-                "batch_id": meta.batch_id,
-                "lo": first,
-                "hi": last,
-            }
-            row = _first(self._con, _INSERT_RAW, params)
+            span = {"cluster": meta.cluster, "lo": first, "hi": last}
+            # A batch later than everything stored (the usual import of a log in time order)
+            # has nothing to compare: duplicates share the stage time.
+            if _first(self._con, duckdb_raw.STORED_IN_RANGE, span) is None:
+                params = {"cluster": meta.cluster, "source": meta.source, "batch_id": meta.batch_id}
+                row = _first(self._con, _INSERT_RAW_ALL, params)
+            else:
+                params = {**span, "source": meta.source, "batch_id": meta.batch_id}
+                row = _first(self._con, _INSERT_RAW, params)
         finally:
             # After a failed statement the transaction is aborted and unregister fails too;
             # the statement's own error is the one to report.
@@ -428,11 +463,20 @@ class DuckDBStore:
         to look up stored keys while the spool's committer writes.
         """
         with _translated("read failed"):
-            cursor = self._con.cursor()
+            cursor = self.cursor()
             try:
                 return cursor.sql(sql, params=params or None).to_arrow_table()
             finally:
                 cursor.close()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own on the store's database (close it when done).
+
+        Reads on it proceed while the store's connection writes (DuckDB's MVCC).
+        """
+        cursor = self._con.cursor()
+        _run(cursor, f"USE {CATALOG}")
+        return cursor
 
     def count(self, cluster: str | None = None) -> int:
         """Number of stored events (all stages), optionally of one cluster."""
@@ -482,7 +526,7 @@ class DuckDBStore:
         )
         # A cursor of its own, so a long export does not hold the lock between reads.
         with _translated("export failed"):
-            cursor = self._con.cursor()
+            cursor = self.cursor()
             try:
                 reader = cursor.sql(sql, params=params or None).to_arrow_reader(_EXPORT_ROWS)
                 for batch in reader:
@@ -650,6 +694,7 @@ class DuckDBStore:
 _KEY = ["cluster", "audit_id", "stage", "request_received"]
 _RAW_KEY = ["audit_id", "stage", "request_received"]
 _INSERT_RAW = duckdb_raw.insert_sql("_raw_batch")
+_INSERT_RAW_ALL = duckdb_raw.insert_sql("_raw_batch", dedupe=False)
 _BATCH_ID_INDEX = EVENT_SCHEMA.get_field_index("batch_id")
 
 
