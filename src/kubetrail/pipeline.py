@@ -22,10 +22,11 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from . import decoder_process
+from .decoder_process import decode_chunk
 from .model.decode import DecodedChunk, Rejection, decode_records
 from .model.gcpause import gc_paused
 from .model.normalize import normalize, normalize_records
-from .model.rawbatch import raw_columns
 from .quarantine import Quarantine
 from .sources.containerlog import UnwrapStats
 from .sources.files import Record, iter_records, source_name
@@ -50,9 +51,13 @@ FAST_BATCH_RECORDS = 122_880
 #: tens of KB) keep memory bounded too: 1.2 KB events never reach these before the counts.
 BATCH_BYTES = 64 * 1024 * 1024
 FAST_BATCH_BYTES = 192 * 1024 * 1024
-#: A chunk whose events' JSON is larger than this takes the reference path (large events:
-#: 2 KB on average for a chunk of 4,096; demo events are 1.2 KB, real ones mostly smaller).
-FAST_CHUNK_BYTES = 8 * 1024 * 1024
+#: A chunk whose events' JSON is larger than this takes the reference path (see
+#: :func:`kubetrail.decoder_process.decode_chunk`).
+FAST_CHUNK_BYTES = decoder_process.FAST_CHUNK_BYTES
+#: Files at least this large in all (on the fast path) are decoded by a child process, which
+#: leaves the GIL to DuckDB's writer (:mod:`kubetrail.decoder_process`); smaller imports do
+#: not pay the child's start (about 0.3 s).
+CHILD_DECODE_BYTES = 64 * 1024 * 1024
 #: Decoded chunks queued for the writer on the fast path (about 5 MB each).
 FAST_QUEUE_CHUNKS = 2
 
@@ -182,20 +187,54 @@ def ingest_paths(
             while chunk := list(islice(records, min(chunk_records, batch_size))):
                 yield name, chunk
 
-    summary = ingest_batches(
-        store,
-        chunks(),
-        cluster,
-        quarantine=quarantine,
-        redact=redact,
-        progress=progress,
-        batch_records=batch_records,
-        transform=transform,
-        detector=detector,
-        fast=fast,
-    )
+    raw_writer = _raw_writer(store) if fast and transform is None and detector is None else None
+    if raw_writer is not None and _decode_in_child(paths):
+        decoded = _child_chunks(
+            decoder_process.decoded_in_child(
+                paths,
+                cluster=cluster,
+                redact=redact,
+                format_in=format_in,
+                chunk_records=min(chunk_records, batch_size),
+                stats=unwrapped,
+            )
+        )
+        summary = _store_chunks(
+            store, decoded, cluster, quarantine, progress, batch_records, None, raw_writer
+        )
+    else:
+        summary = ingest_batches(
+            store,
+            chunks(),
+            cluster,
+            quarantine=quarantine,
+            redact=redact,
+            progress=progress,
+            batch_records=batch_records,
+            transform=transform,
+            detector=detector,
+            fast=fast,
+        )
     summary.not_audit = unwrapped.not_audit
     return summary
+
+
+def _decode_in_child(paths: Sequence[str | Path]) -> bool:
+    """Whether an import is large enough to decode in a child process (files only)."""
+    if any(str(p) == "-" for p in paths):
+        return False
+    try:
+        return sum(Path(p).stat().st_size for p in paths) >= CHILD_DECODE_BYTES
+    except OSError:
+        return False  # the in-process path reports the unreadable file
+
+
+def _child_chunks(decoded: Iterator[decoder_process.DecodedTable]) -> Iterator[_Chunk]:
+    try:
+        for d in decoded:
+            yield _Chunk(d.source, d.table, d.rejections, d.records)
+    finally:
+        decoded.close()  # type: ignore[attr-defined]  # a generator: stops the child
 
 
 def ingest_batches(
@@ -216,11 +255,36 @@ def ingest_batches(
     The calling thread decodes; a writer thread streams the decoded chunks into the store,
     one transaction per batch of up to ``batch_records`` records of one source.
     """
+    raw_writer = _raw_writer(store) if fast and transform is None and detector is None else None
+
+    def decoded() -> Iterator[_Chunk]:
+        for source, records in chunks:
+            if raw_writer is not None:
+                yield _decode_raw(source, records, cluster, redact)
+            else:
+                yield _decode(source, records, cluster, redact, transform)
+
+    return _store_chunks(
+        store, decoded(), cluster, quarantine, progress, batch_records, detector, raw_writer
+    )
+
+
+def _store_chunks(
+    store: Store,
+    chunks: Iterator[_Chunk],
+    cluster: str,
+    quarantine: Quarantine | None,
+    progress: ProgressCallback | None,
+    batch_records: int,
+    detector: BatchDetector | None,
+    raw_writer: RawWriter | None,
+) -> IngestSummary:
+    """Store decoded chunks in batches: the calling thread pulls ``chunks`` (decoding them, or
+    reading them from the decoding process), a writer thread streams them into the store."""
     summary = IngestSummary(quarantine=str(quarantine.path) if quarantine else None)
     started = time.perf_counter()
     failure: list[BaseException] = []
     detections = _Detections(detector) if detector is not None else None
-    raw_writer = _raw_writer(store) if fast and transform is None and detector is None else None
     # The fast path's chunks are small (the raw JSON and a few columns) and DuckDB inserts
     # several at once: a deeper queue lets decoding run on while DuckDB works.
     # A store may ask for a deeper queue (ClickHouse: ``ClickHouseStore.write_queue_chunks``).
@@ -244,14 +308,14 @@ def ingest_batches(
     writer = threading.Thread(target=write_loop, name="kubetrail-writer", daemon=True)
     writer.start()
     try:
-        for source, records in chunks:
+        for chunk in chunks:
             if failure:
                 break
-            if raw_writer is not None:
-                pending.put(_decode_raw(source, records, cluster, redact))
-            else:
-                pending.put(_decode(source, records, cluster, redact, transform))
+            pending.put(chunk)
     finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
         pending.put(None)
         writer.join()
         if detections is not None:
@@ -297,15 +361,8 @@ def _raw_writer(store: Store) -> RawWriter | None:
 
 
 def _decode_raw(source: str, records: list[Record], cluster: str, redact: bool) -> _Chunk:
-    with gc_paused():
-        chunk = decode_records(records, source, redact=redact)
-        if sum(map(len, chunk.raws)) <= FAST_CHUNK_BYTES:
-            batch = raw_columns(chunk)
-            return _Chunk(source, batch.table, batch.rejections, batch.records)
-        # Large events: DuckDB's JSON reader needs several times a vector's bytes of memory,
-        # more than the import's memory limit allows; the reference path builds them here.
-        normalized = normalize(chunk, cluster=cluster, source=source, batch_id="")
-    return _Chunk(source, normalized.table, normalized.rejections, normalized.records)
+    decoded = decode_chunk(source, records, cluster, redact, FAST_CHUNK_BYTES)
+    return _Chunk(decoded.source, decoded.table, decoded.rejections, decoded.records)
 
 
 def _decode(
