@@ -83,7 +83,7 @@ def test_the_events_table_has_the_projection(new_clickhouse_store: Any) -> None:
     store = new_clickhouse_store()
     found = store._client.query(
         "SELECT name, sorting_key FROM system.projections "
-        "WHERE database = currentDatabase() AND table = 'events'"
+        "WHERE database = currentDatabase() AND table = 'events' AND name = 'by_kind'"
     ).result_rows
     assert found == [
         ("by_kind", ["cluster", "toStartOfHour(request_received)", "is_final", "verb"])
