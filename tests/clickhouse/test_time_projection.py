@@ -74,9 +74,7 @@ def _reads_it_backwards(plan: list[str]) -> bool:
 
 def _listings(store: Any, settings: dict[str, Any]) -> list[Counter[str]]:
     store.read_settings = settings
-    return [
-        Counter(map(repr, run_query(store, text, limit=100_000).rows())) for text in QUERIES
-    ]
+    return [Counter(map(repr, run_query(store, text, limit=100_000).rows())) for text in QUERIES]
 
 
 def test_the_events_table_has_the_projection(new_clickhouse_store: Any) -> None:
