@@ -13,7 +13,7 @@ Layout (the same column names and meanings as the embedded store, from
   ``audit_id`` (lookups by id) and a minmax index on ``request_received`` (newest-first
   listings, see ``TIME_INDEX``).
   Two projections: ``by_kind`` (see ``KIND_PROJECTION``), the columns that counts and charts
-  group and filter by, ordered by hour, ``is_final`` and verb; and ``by_time`` (see
+  group and filter by, ordered by ``is_final``, verb and hour; and ``by_time`` (see
   ``TIME_PROJECTION``), the columns of event listings ordered by time alone, which newest-first
   listings over all clusters read in order.
 * ``batches``: one row per written batch (MergeTree).
@@ -91,13 +91,16 @@ KIND_COLUMNS = (
     "latency_ms",
 )  # fmt: skip
 #: A projection: a second copy of those columns (about a tenth of the table's size), ordered so
-#: that within an hour the final stages (``is_final``: what counts read) and each verb are
-#: contiguous. A query that needs only these columns reads it instead of the table when that
-#: selects fewer granules (ClickHouse decides per query), so ``is_final`` and verb filters skip
-#: most of it; listings keep the table's time order. Projections are ignored under FINAL.
+#: that the final stages (``is_final``: what counts read) of a cluster are contiguous, and within
+#: them each verb, by hour. A query that needs only these columns reads it instead of the table
+#: when that selects fewer granules (ClickHouse decides per query), so ``is_final`` and verb
+#: filters skip most of it, and a verb over a time range is one contiguous run (before
+#: 2026-11-24 the hour came first: a verb's rows were one short run per hour, and the granules
+#: at the edges of each were most of what ``verb=delete`` over a day read). Listings keep the
+#: table's time order, or ``by_time``'s. Projections are ignored under FINAL.
 KIND_PROJECTION = (
     f"PROJECTION by_kind (SELECT {', '.join(KIND_COLUMNS)} "
-    "ORDER BY cluster, toStartOfHour(request_received), is_final, verb)"
+    "ORDER BY cluster, is_final, verb, toStartOfHour(request_received))"
 )
 #: The columns of ``by_time``: a plain listing's (``query.compiler.LISTING_FIELDS``) and the
 #: short ones listings filter on. Not the raw JSON, auditID, IPs or groups (a tenth of the
