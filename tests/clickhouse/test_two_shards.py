@@ -5,8 +5,9 @@ by ``cityHash64(cluster, audit_id)`` (the collectors' pieces go where ``Distribu
 them, also with shard weights), writes from collectors attached to different nodes,
 deduplication across them exact without FINAL (racing and partially visible batches), and the
 whole query language through the Distributed table, with answers identical to the embedded
-store's (newest-first listings reading each shard's ``by_time`` projection backwards). What is not: replication and ``ON CLUSTER``. The
-chdb-based test server connects to a ZooKeeper, but its replicated tables stay read-only and it
+store's (newest-first listings reading each shard's ``by_time`` projection backwards). What is
+not: replication and ``ON CLUSTER``. The chdb-based test server connects to a ZooKeeper, but
+its replicated tables stay read-only and it
 refuses ``ON CLUSTER`` (clickhouse-local has no interserver endpoint and no DDL worker; the
 errors are in docs/scale-out.md), so the Replicated engines are swapped for their plain forms
 and each statement runs on each node.
