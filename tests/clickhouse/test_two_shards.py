@@ -7,10 +7,9 @@ deduplication across them exact without FINAL (racing and partially visible batc
 whole query language through the Distributed table, with answers identical to the embedded
 store's (newest-first listings reading each shard's ``by_time`` projection backwards). What is
 not: replication and ``ON CLUSTER``. The chdb-based test server connects to a ZooKeeper, but
-its replicated tables stay read-only and it
-refuses ``ON CLUSTER`` (clickhouse-local has no interserver endpoint and no DDL worker; the
-errors are in docs/scale-out.md), so the Replicated engines are swapped for their plain forms
-and each statement runs on each node.
+its replicated tables stay read-only and it refuses ``ON CLUSTER`` (clickhouse-local has no
+interserver endpoint and no DDL worker; the errors are in docs/scale-out.md), so the Replicated
+engines are swapped for their plain forms and each statement runs on each node.
 """
 
 from __future__ import annotations
