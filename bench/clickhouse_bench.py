@@ -196,7 +196,7 @@ def _clickhouse_ingest(
 ) -> dict[str, float]:
     """Ingest through one collector, timing the duplicate check before insert on the way."""
     check_seconds = [0.0]
-    original = ch._without_stored
+    original = ch._check_stored  # what every write asks (``_without_stored`` is not on the path)
 
     def counted(*a: Any, **k: Any) -> Any:
         start = time.perf_counter()
@@ -205,9 +205,9 @@ def _clickhouse_ingest(
         finally:
             check_seconds[0] += time.perf_counter() - start
 
-    ch._without_stored = counted  # type: ignore[method-assign]
+    ch._check_stored = counted  # type: ignore[method-assign]
     result = timed_ingest(ch, path, server)
-    del ch._without_stored
+    del ch._check_stored
     return {**result, "check_seconds": check_seconds[0]}
 
 

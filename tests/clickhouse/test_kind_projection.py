@@ -1,5 +1,5 @@
-"""The ``by_kind`` projection: the short columns of counts and charts, ordered by hour,
-``is_final`` and verb (``clickhouse_schema.KIND_PROJECTION``).
+"""The ``by_kind`` projection: the short columns of counts and charts, ordered by
+``is_final``, verb and hour (``clickhouse_schema.KIND_PROJECTION``).
 
 Locks in that it exists, that aggregations read it (the plan is deterministic; the speed is
 measured in ``bench/clickhouse_bench.py``), that listings do not, that answers are the same
@@ -83,10 +83,10 @@ def test_the_events_table_has_the_projection(new_clickhouse_store: Any) -> None:
     store = new_clickhouse_store()
     found = store._client.query(
         "SELECT name, sorting_key FROM system.projections "
-        "WHERE database = currentDatabase() AND table = 'events'"
+        "WHERE database = currentDatabase() AND table = 'events' AND name = 'by_kind'"
     ).result_rows
     assert found == [
-        ("by_kind", ["cluster", "toStartOfHour(request_received)", "is_final", "verb"])
+        ("by_kind", ["cluster", "is_final", "verb", "toStartOfHour(request_received)"])
     ]
 
 
@@ -110,7 +110,9 @@ def test_aggregations_read_it_and_skip_granules_listings_do_not(new_clickhouse_s
         store, "SELECT count() FROM events WHERE is_final AND verb = 'delete' GROUP BY verb"
     )
     granules = next(line for line in deletes if line.startswith("Granules:"))
-    assert int(granules.removeprefix("Granules:").split("/")[0]) < selected
+    # One verb's final stages over the four hours are one run: 15,000 rows, at most 4 granules
+    # (hour first, as before 2026-11-24, it was one short run per hour: 8 granules).
+    assert int(granules.removeprefix("Granules:").split("/")[0]) <= 4
     listing = _plan(
         store,
         "SELECT request_received, audit_id FROM events WHERE is_final "
@@ -179,3 +181,42 @@ def test_the_migration_adds_it_to_an_older_store(new_clickhouse_store: Any) -> N
         store._client.command(statement, settings={"mutations_sync": 1})
     assert _reads_it(_plan(store, by_verb))
     assert store._client.query(BY_VERB.format(table=PROJECTION_ROWS)).result_rows == before
+
+
+#: ``by_kind`` as stores created before 2026-11-24 have it: the hour before ``is_final``.
+HOUR_FIRST = KIND_PROJECTION.replace(
+    "ORDER BY cluster, is_final, verb, toStartOfHour(request_received)",
+    "ORDER BY cluster, toStartOfHour(request_received), is_final, verb",
+)
+
+
+def test_the_migration_replaces_the_hour_first_order(new_clickhouse_store: Any) -> None:
+    store = new_clickhouse_store()
+    store._client.command("ALTER TABLE events DROP PROJECTION by_kind")
+    store._client.command(f"ALTER TABLE events ADD {HOUR_FIRST}")
+    _fill(store)
+    store.optimize()
+    deletes = "SELECT count() FROM events WHERE is_final AND verb = 'delete'"
+    before = _plan(store, deletes)
+    assert _reads_it(before)
+    assert store._client.query(deletes).result_rows == [(15_000,)]
+    for statement in (  # the statements of docs/scale-out.md
+        "ALTER TABLE events DROP PROJECTION IF EXISTS by_kind",
+        f"ALTER TABLE events ADD {KIND_PROJECTION}",
+        "ALTER TABLE events MATERIALIZE PROJECTION by_kind",
+    ):
+        store._client.command(statement, settings={"mutations_sync": 1})
+    after = _plan(store, deletes)
+    assert _reads_it(after)
+
+    def selected(plan: list[str]) -> int:
+        granules = next(line for line in plan if line.startswith("Granules:"))
+        return int(granules.removeprefix("Granules:").split("/")[0])
+
+    assert selected(after) < selected(before)
+    assert store._client.query(deletes).result_rows == [(15_000,)]
+    by_verb = BY_VERB.format(table="events")
+    assert (
+        store._client.query(BY_VERB.format(table=PROJECTION_ROWS)).result_rows
+        == store._client.query(by_verb, settings=NO_PROJECTION).result_rows
+    )

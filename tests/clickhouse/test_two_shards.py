@@ -5,17 +5,18 @@ by ``cityHash64(cluster, audit_id)`` (the collectors' pieces go where ``Distribu
 them, also with shard weights), writes from collectors attached to different nodes,
 deduplication across them exact without FINAL (racing and partially visible batches), and the
 whole query language through the Distributed table, with answers identical to the embedded
-store's. What is not: replication and ``ON CLUSTER``. The
-chdb-based test server connects to a ZooKeeper, but its replicated tables stay read-only and it
-refuses ``ON CLUSTER`` (clickhouse-local has no interserver endpoint and no DDL worker; the
-errors are in docs/scale-out.md), so the Replicated engines are swapped for their plain forms
-and each statement runs on each node.
+store's (newest-first listings reading each shard's ``by_time`` projection backwards). What is
+not: replication and ``ON CLUSTER``. The chdb-based test server connects to a ZooKeeper, but
+its replicated tables stay read-only and it refuses ``ON CLUSTER`` (clickhouse-local has no
+interserver endpoint and no DDL worker; the errors are in docs/scale-out.md), so the Replicated
+engines are swapped for their plain forms and each statement runs on each node.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -40,6 +41,14 @@ QUERIES = [
     "| timechart span=1h count() by verb",
     "stage=* | stats count() by stage",
     "requestObject.spec.containers[*].securityContext.privileged=true | fields id | sort id",
+]
+
+
+#: Newest-first listings (``ORDER BY request_received DESC LIMIT n``), compared as multisets.
+LISTINGS = [
+    'uri:"/api/v1/namespaces" | fields time, user, verb, uri',
+    "verb=get",
+    "code>=400 | fields time, cluster, user, code",
 ]
 
 
@@ -114,6 +123,18 @@ def test_distributed_store_answers_like_the_embedded_one(shards: list[ClickHouse
         assert rows_without_final(store) == store.count() == embedded.count()
         for text in QUERIES:
             assert run_query(store, text).rows() == run_query(embedded, text).rows(), text
+        for text in LISTINGS:  # newest first: each shard reads its by_time backwards
+            ours, theirs = (run_query(db, text, limit=100_000) for db in (store, embedded))
+            assert Counter(map(repr, ours.rows())) == Counter(map(repr, theirs.rows())), text
+            assert ours.rows() and ours.compiled.sql.endswith("DESC LIMIT 100000")
+    # Through the Distributed table: this node's shard reads its by_time backwards, the other
+    # shard is asked for its own newest rows, and the two sorted streams are merged.
+    listing = run_query(collectors[0], LISTINGS[0], limit=100_000).compiled.sql
+    explain = collectors[0]._client.query(f"EXPLAIN actions = 1 {listing}").result_rows
+    plan = [str(row[0]).strip() for row in explain]
+    local = next(i for i, line in enumerate(plan) if line.endswith("ReadFromMergeTree (by_time)"))
+    assert plan[local + 1].endswith("Read type: InReverseOrder")
+    assert any(line.endswith("ReadFromRemote (Read from remote replica)") for line in plan)
     # Each shard holds a part of the events: rows are spread, not copied.
     local = [rows_without_final(c, "events_local") for c in collectors]
     assert all(local) and sum(local) == embedded.count()

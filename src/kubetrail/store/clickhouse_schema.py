@@ -12,8 +12,10 @@ Layout (the same column names and meanings as the embedded store, from
   lets ``FINAL`` skip merging across partitions. Two skipping indexes: a bloom filter on
   ``audit_id`` (lookups by id) and a minmax index on ``request_received`` (newest-first
   listings, see ``TIME_INDEX``).
-  One projection, ``by_kind`` (see ``KIND_PROJECTION``): the columns that counts and charts
-  group and filter by, ordered by hour, ``is_final`` and verb.
+  Two projections: ``by_kind`` (see ``KIND_PROJECTION``), the columns that counts and charts
+  group and filter by, ordered by ``is_final``, verb and hour; and ``by_time`` (see
+  ``TIME_PROJECTION``), the columns of event listings ordered by time alone, which newest-first
+  listings over all clusters read in order.
 * ``batches``: one row per written batch (MergeTree).
 * ``meta``: the schema version.
 
@@ -89,16 +91,34 @@ KIND_COLUMNS = (
     "latency_ms",
 )  # fmt: skip
 #: A projection: a second copy of those columns (about a tenth of the table's size), ordered so
-#: that within an hour the final stages (``is_final``: what counts read) and each verb are
-#: contiguous. A query that needs only these columns reads it instead of the table when that
-#: selects fewer granules (ClickHouse decides per query), so ``is_final`` and verb filters skip
-#: most of it; listings keep the table's time order. Projections are ignored under FINAL.
+#: that the final stages (``is_final``: what counts read) of a cluster are contiguous, and within
+#: them each verb, by hour. A query that needs only these columns reads it instead of the table
+#: when that selects fewer granules (ClickHouse decides per query), so ``is_final`` and verb
+#: filters skip most of it, and a verb over a time range is one contiguous run (before
+#: 2026-11-24 the hour came first: a verb's rows were one short run per hour, and the granules
+#: at the edges of each were most of what ``verb=delete`` over a day read). Listings keep the
+#: table's time order, or ``by_time``'s. Projections are ignored under FINAL.
 KIND_PROJECTION = (
     f"PROJECTION by_kind (SELECT {', '.join(KIND_COLUMNS)} "
-    "ORDER BY cluster, toStartOfHour(request_received), is_final, verb)"
+    "ORDER BY cluster, is_final, verb, toStartOfHour(request_received))"
 )
-#: Merges that drop copies rebuild the projection of the part they make. Lightweight DELETE
-#: (retention) drops the projection of the parts it changes: those parts are read from the
+#: The columns of ``by_time``: a plain listing's (``query.compiler.LISTING_FIELDS``) and the
+#: short ones listings filter on. Not the raw JSON, auditID, IPs or groups (a tenth of the
+#: table's size instead of most of it): a listing that needs those reads the table, as before.
+TIME_COLUMNS = (
+    "cluster", "request_received", "is_final", "stage", "username", "verb", "resource",
+    "subresource", "api_group", "namespace", "name", "response_code", "request_uri",
+    "user_agent",
+)  # fmt: skip
+#: A projection ordered by time alone. The table's sorting key starts with ``cluster``, so
+#: ``ORDER BY request_received DESC LIMIT n`` over all clusters cannot read the table in order;
+#: it reads this projection backwards and stops after the first rows that pass the filter (the
+#: plan says ``ReadFromMergeTree (by_time)``, ``Read type: InReverseOrder``). ClickHouse picks it
+#: only when a query needs no other column, and for filters only when it selects fewer granules
+#: than the table and ``by_kind``; it is ignored under FINAL, like every projection.
+TIME_PROJECTION = f"PROJECTION by_time (SELECT {', '.join(TIME_COLUMNS)} ORDER BY request_received)"
+#: Merges that drop copies rebuild the projections of the part they make. Lightweight DELETE
+#: (retention) drops the projections of the parts it changes: those parts are read from the
 #: table until a merge rewrites them. (``'rebuild'`` for DELETE is what ClickHouse documents,
 #: but in 26.9 the projection kept the deleted rows, and counts read from it were wrong:
 #: ``tests/clickhouse/test_kind_projection.py``.) The defaults refuse both on a table with
@@ -157,6 +177,7 @@ def _columns() -> str:
     lines.append("    INDEX audit_id_bloom audit_id TYPE bloom_filter(0.01) GRANULARITY 4")
     lines.append(f"    {TIME_INDEX}")
     lines.append(f"    {KIND_PROJECTION}")
+    lines.append(f"    {TIME_PROJECTION}")
     return ",\n".join(lines)
 
 
