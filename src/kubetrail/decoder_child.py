@@ -34,7 +34,9 @@ def main(argv: Sequence[str]) -> None:
     # Ctrl-C reaches the whole process group: the parent handles it and stops the child.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from kubetrail.decoder_process import run_child
+    from kubetrail.model.arrowpool import use_system_pool
 
+    use_system_pool()  # as the parent does: freed chunk buffers go back at once
     run_child(json.loads(argv[1]))
 
 

@@ -29,7 +29,6 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -43,9 +42,28 @@ from .model.rawbatch import raw_columns
 from .sources.containerlog import UnwrapStats
 from .sources.files import Record, iter_records, source_name
 
-#: A chunk whose events' JSON is larger than this takes the reference path (large events:
-#: 2 KB on average for a chunk of 4,096; demo events are 1.2 KB, real ones mostly smaller).
-FAST_CHUNK_BYTES = 8 * 1024 * 1024
+#: A chunk ends after this many bytes of records even before its count: memory stays bounded
+#: for large events too (4,096 events of 32 KB made a 128 MB chunk, and an import peaked at
+#: 1.5 GB).
+CHUNK_BYTES = 8 * 1024 * 1024
+#: A chunk whose events average more than this takes the reference path: DuckDB's JSON reader
+#: needs several times a vector's bytes of memory, more than the import's limit allows for
+#: large events (demo events are 1.2 KB, real ones mostly smaller).
+FAST_EVENT_BYTES = 2048
+
+
+def chunked(records: Iterator[Record], max_records: int) -> Iterator[list[Record]]:
+    """``records`` in lists of at most ``max_records`` records and about :data:`CHUNK_BYTES`."""
+    chunk: list[Record] = []
+    size = 0
+    for record in records:
+        chunk.append(record)
+        size += len(record[1])
+        if len(chunk) >= max_records or size >= CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 class DecoderProcessError(KubetrailError):
@@ -67,18 +85,17 @@ def decode_chunk(
     records: list[Record],
     cluster: str,
     redact: bool,
-    fast_chunk_bytes: int = FAST_CHUNK_BYTES,
+    fast_event_bytes: int = FAST_EVENT_BYTES,
 ) -> DecodedTable:
     """Decode, check and redact one chunk for the fast path (in-process or in the child).
 
     The table has :data:`~kubetrail.model.rawbatch.RAW_SCHEMA`, or the event schema for a
-    chunk whose JSON exceeds ``fast_chunk_bytes``: DuckDB's JSON reader needs several times a
-    vector's bytes of memory, more than the import's memory limit allows, so the reference
-    path builds those.
+    chunk whose events average more than ``fast_event_bytes``: the reference path builds
+    those (see :data:`FAST_EVENT_BYTES`).
     """
     with gc_paused():
         chunk = decode_records(records, source, redact=redact)
-        if sum(map(len, chunk.raws)) <= fast_chunk_bytes:
+        if sum(map(len, chunk.raws)) <= fast_event_bytes * len(chunk.raws):
             batch = raw_columns(chunk)
             return DecodedTable(source, batch.table, batch.rejections, batch.records)
         normalized = normalize(chunk, cluster=cluster, source=source, batch_id="")
@@ -156,7 +173,7 @@ def run_child(job: dict[str, object]) -> None:
             records = iter_records(path, str(job["format_in"]), stats)
             name = source_name(path)
             size = int(job["chunk_records"])  # type: ignore[call-overload]
-            while chunk := list(islice(records, size)):
+            for chunk in chunked(records, size):
                 decoded = decode_chunk(name, chunk, str(job["cluster"]), bool(job["redact"]))
                 conn.send(("chunk", name, decoded.records, decoded.rejections))
                 conn.send_bytes(_ipc_bytes(decoded.table))

@@ -16,14 +16,13 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
 
 from . import decoder_process
-from .decoder_process import decode_chunk
+from .decoder_process import chunked, decode_chunk
 from .model.decode import DecodedChunk, Rejection, decode_records
 from .model.gcpause import gc_paused
 from .model.normalize import normalize, normalize_records
@@ -51,9 +50,9 @@ FAST_BATCH_RECORDS = 122_880
 #: tens of KB) keep memory bounded too: 1.2 KB events never reach these before the counts.
 BATCH_BYTES = 64 * 1024 * 1024
 FAST_BATCH_BYTES = 192 * 1024 * 1024
-#: A chunk whose events' JSON is larger than this takes the reference path (see
-#: :func:`kubetrail.decoder_process.decode_chunk`).
-FAST_CHUNK_BYTES = decoder_process.FAST_CHUNK_BYTES
+#: A chunk whose events average more than this takes the reference path (see
+#: :data:`kubetrail.decoder_process.FAST_EVENT_BYTES`).
+FAST_EVENT_BYTES = decoder_process.FAST_EVENT_BYTES
 #: Files at least this large in all (on the fast path) are decoded by a child process, which
 #: leaves the GIL to DuckDB's writer (:mod:`kubetrail.decoder_process`); smaller imports do
 #: not pay the child's start (about 0.3 s).
@@ -184,7 +183,7 @@ def ingest_paths(
         for path in paths:
             records = iter_records(path, format_in, unwrapped)
             name = source_name(path)
-            while chunk := list(islice(records, min(chunk_records, batch_size))):
+            for chunk in chunked(records, min(chunk_records, batch_size)):
                 yield name, chunk
 
     raw_writer = _raw_writer(store) if fast and transform is None and detector is None else None
@@ -361,7 +360,7 @@ def _raw_writer(store: Store) -> RawWriter | None:
 
 
 def _decode_raw(source: str, records: list[Record], cluster: str, redact: bool) -> _Chunk:
-    decoded = decode_chunk(source, records, cluster, redact, FAST_CHUNK_BYTES)
+    decoded = decode_chunk(source, records, cluster, redact, FAST_EVENT_BYTES)
     return _Chunk(decoded.source, decoded.table, decoded.rejections, decoded.records)
 
 

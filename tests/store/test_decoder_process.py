@@ -159,3 +159,12 @@ def test_a_store_failure_stops_the_child(tmp_path, children):
     finally:
         store.close()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_chunks_end_at_their_byte_bound_before_their_count():
+    big = [(i, b"x" * (1024 * 1024)) for i in range(1, 21)]
+    sizes = [len(c) for c in decoder_process.chunked(iter(big), 4_096)]
+    assert sizes == [8, 8, 4]
+    small = [(i, b"{}") for i in range(1, 10_001)]
+    assert [len(c) for c in decoder_process.chunked(iter(small), 4_096)] == [4_096, 4_096, 1_808]
+    assert list(decoder_process.chunked(iter([]), 10)) == []

@@ -286,10 +286,10 @@ def test_a_long_transaction_closes_a_chain_record_every_few_rows(tmp_path, monke
 
 
 def test_chunks_of_large_events_take_the_reference_path(tmp_path, monkeypatch):
-    """Chunks over FAST_CHUNK_BYTES are built in Python; mixed with fast chunks, same rows."""
+    """Chunks of events over FAST_EVENT_BYTES on average are built in Python; same rows."""
     import kubetrail.pipeline as pipeline
 
-    monkeypatch.setattr(pipeline, "FAST_CHUNK_BYTES", 40_000)
+    monkeypatch.setattr(pipeline, "FAST_EVENT_BYTES", 1_600)
     events = [json.loads(line) for line in generate_events(400, seed=6)]
     for event in events[100:150]:
         event["requestObject"] = {"kind": "ConfigMap", "data": {"blob": "x" * 5000}}

@@ -80,6 +80,10 @@ def test_a_file_with_default_row_groups_is_read_and_extended(
     try:
         again = ingest_paths(store, [first, second])
         assert (again.stored, again.duplicates) == (40_000, 40_000)
+    finally:
+        store.close()
+    store = open_location(db)
+    try:
         exported = {
             (e["auditID"], e["stage"]) for e in (json.loads(line) for line in store.export())
         }

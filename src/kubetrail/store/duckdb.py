@@ -52,16 +52,17 @@ _SQL_TYPES = {
 _EXPORT_ROWS = 10_000
 #: Rows per row group of the stores kubetrail writes (DuckDB's default: 122,880). A
 #: transaction's rows wait uncompressed in memory until a row group fills; at 1.9 KB per
-#: demo event a default row group is about 230 MB, more than the import's 128 MB limit, so
+#: demo event a default row group is about 230 MB, more than the import's 96-128 MB limit, so
 #: DuckDB spilled it to a temporary file and read it back to compress it at commit. Row groups
 #: of 30,720 rows (about 57 MB) are compressed and written while the INSERTs run: 26 % more
 #: events per second for the same peak memory (docs/benchmarks.md, "Row groups").
 ROW_GROUP_ROWS = 30_720
 #: The name the store's file is attached under (see :func:`_connect`).
 CATALOG = "kubetrail"
-#: Rows of raw batches inserted per statement: DuckDB parses them on all its threads, and a
-#: statement's fixed costs (the dedupe scan of the stored rows) are paid once per 16 k rows.
-RAW_INSERT_ROWS = 16_384
+#: Rows of raw batches inserted per statement: a statement's fixed costs (the check for stored
+#: rows in its time range) are paid once per 8 k rows, and its Arrow buffers (10 MB of JSON)
+#: are the most the writer holds beyond the chain's digest.
+RAW_INSERT_ROWS = 8_192
 #: Rows per chain record on the fast path (see :meth:`DuckDBStore.write_raw_batches`): the
 #: digest holds these rows' JSON until the record is written (16,384 rather than 32,768 took
 #: 32 MB off an import's peak, at no measured cost in speed).
