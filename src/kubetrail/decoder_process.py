@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -64,6 +65,10 @@ def chunked(records: Iterator[Record], max_records: int) -> Iterator[list[Record
             chunk, size = [], 0
     if chunk:
         yield chunk
+
+
+#: How long a child that sent everything gets to exit before it is killed.
+_EXIT_SECONDS = 10.0
 
 
 class DecoderProcessError(KubetrailError):
@@ -134,10 +139,15 @@ def decoded_in_child(
     finally:
         os.close(write_fd)
     conn = Connection(read_fd, writable=False)
+    finished = False
     try:
         yield from _receive(conn, stats)
+        finished = True
     finally:
         conn.close()
+        if finished:
+            with suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=_EXIT_SECONDS)  # it has sent everything and is exiting
         if child.poll() is None:
             child.kill()
         child.wait()
