@@ -1,4 +1,4 @@
-"""Synthetic events for the deduplication tests: many keys spread over several days."""
+"""Synthetic events for the ClickHouse tests: many keys over several days, listing rows, plans."""
 
 from __future__ import annotations
 
@@ -76,3 +76,58 @@ def race(
     if errors:
         raise errors[0]
     assert not any(thread.is_alive() for thread in threads)
+
+
+#: Rows of :func:`fill_listing_rows`: 25 granules of 8192 rows over three daily partitions.
+LISTING_ROWS = 200_000
+#: Events per cluster, to compare with a projection's own rows.
+CLUSTER_COUNTS = "SELECT cluster, count() FROM events GROUP BY cluster ORDER BY cluster"
+
+
+def fill_listing_rows(store: Any) -> None:
+    """One INSERT made by the server: clusters 'a' and 'b' alternating, one row a second from
+    2026-01-01, every 7th a secret; only the columns listings read are set."""
+    store._client.command(
+        "INSERT INTO events (cluster, audit_id, stage, is_final, request_received, "
+        "request_uri, raw) SELECT if(number % 2 = 0, 'a', 'b'), toString(number), "
+        "'ResponseComplete', true, "
+        "toDateTime64('2026-01-01 00:00:00', 6, 'UTC') + toIntervalSecond(number), "
+        "if(number % 7 = 0, '/api/v1/namespaces/x/secrets/s', '/api/v1/pods'), '{}' "
+        f"FROM numbers({LISTING_ROWS})"
+    )
+
+
+def plan(store: Any, sql: str, explain: str = "indexes = 1") -> list[str]:
+    """The lines of ``EXPLAIN <explain> <sql>``, stripped."""
+    rows = store._client.query(f"EXPLAIN {explain} {sql}").result_rows
+    return [str(row[0]).strip() for row in rows]
+
+
+def insert_as_racing_collectors(store: Any, insert: str) -> None:
+    """Run one INSERT twice under different deduplication tokens, as two racing collectors
+    that cut a retried batch differently would: ClickHouse keeps both copies until a merge."""
+    for token in ("one", "other"):
+        store._client.command(insert, settings={"insert_deduplication_token": token})
+
+
+def add_projection_as_documented(store: Any, projection: str, name: str) -> None:
+    """Add a projection to an existing store with the statements docs/scale-out.md gives."""
+    from kubetrail.store.clickhouse_schema import PROJECTION_SETTINGS
+
+    add = projection.replace(f"PROJECTION {name}", f"PROJECTION IF NOT EXISTS {name}")
+    for statement in (
+        f"ALTER TABLE events MODIFY SETTING {PROJECTION_SETTINGS}",
+        f"ALTER TABLE events ADD {add}",
+        f"ALTER TABLE events MATERIALIZE PROJECTION {name}",
+    ):
+        store._client.command(statement, settings={"mutations_sync": 1})
+
+
+def projection_sorting_key(store: Any, name: str) -> list[str] | None:
+    """The sorting key of the events table's projection ``name``, ``None`` when it has none."""
+    rows = store._client.query(
+        "SELECT sorting_key FROM system.projections "
+        "WHERE database = currentDatabase() AND table = 'events' AND name = {name:String}",
+        parameters={"name": name},
+    ).result_rows
+    return list(rows[0][0]) if rows else None

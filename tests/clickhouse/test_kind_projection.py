@@ -17,6 +17,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from synthetic import (
+    add_projection_as_documented,
+    insert_as_racing_collectors,
+    plan,
+    projection_sorting_key,
+)
 
 from kubetrail.cli.store import store as store_group
 from kubetrail.pipeline import ingest_paths
@@ -56,11 +62,6 @@ def _fill(store: Any) -> None:
     )
 
 
-def _plan(store: Any, sql: str) -> list[str]:
-    rows = store._client.query(f"EXPLAIN indexes = 1 {sql}").result_rows
-    return [str(row[0]).strip() for row in rows]
-
-
 def _reads_it(plan: list[str]) -> bool:
     return any(line.endswith("ReadFromMergeTree (by_kind)") for line in plan)
 
@@ -81,13 +82,8 @@ def _same(a: Any, b: Any) -> bool:
 
 def test_the_events_table_has_the_projection(new_clickhouse_store: Any) -> None:
     store = new_clickhouse_store()
-    found = store._client.query(
-        "SELECT name, sorting_key FROM system.projections "
-        "WHERE database = currentDatabase() AND table = 'events' AND name = 'by_kind'"
-    ).result_rows
-    assert found == [
-        ("by_kind", ["cluster", "is_final", "verb", "toStartOfHour(request_received)"])
-    ]
+    key = projection_sorting_key(store, "by_kind")
+    assert key == ["cluster", "is_final", "verb", "toStartOfHour(request_received)"]
 
 
 def test_store_init_prints_it_for_a_dba() -> None:
@@ -101,19 +97,19 @@ def test_aggregations_read_it_and_skip_granules_listings_do_not(new_clickhouse_s
     store = new_clickhouse_store()
     _fill(store)
     store.optimize()  # one part: the plan does not depend on merges
-    counts = _plan(store, "SELECT verb, count() FROM events WHERE is_final GROUP BY verb")
+    counts = plan(store, "SELECT verb, count() FROM events WHERE is_final GROUP BY verb")
     assert _reads_it(counts)
     granules = next(line for line in counts if line.startswith("Granules:"))
     selected, total = map(int, granules.removeprefix("Granules:").split("/"))
     assert selected <= total * 0.75  # about half: the final stages only
-    deletes = _plan(
+    deletes = plan(
         store, "SELECT count() FROM events WHERE is_final AND verb = 'delete' GROUP BY verb"
     )
     granules = next(line for line in deletes if line.startswith("Granules:"))
     # One verb's final stages over the four hours are one run: 15,000 rows, at most 4 granules
     # (hour first, as before 2026-11-24, it was one short run per hour: 8 granules).
     assert int(granules.removeprefix("Granules:").split("/")[0]) <= 4
-    listing = _plan(
+    listing = plan(
         store,
         "SELECT request_received, audit_id FROM events WHERE is_final "
         "ORDER BY request_received DESC LIMIT 10",
@@ -137,8 +133,7 @@ def test_merges_that_drop_copies_keep_it_exact(new_clickhouse_store: Any) -> Non
         "VALUES ('prod', 'a1', 'ResponseComplete', true, NULL, '2026-01-01 10:00:00.000001', '{}'),"
         " ('prod', 'a2', 'ResponseComplete', true, 'get', '2026-01-01 10:00:00.000002', '{}')"
     )
-    for token in ("one", "other"):  # racing collectors' INSERTs under different tokens
-        store._client.command(insert, settings={"insert_deduplication_token": token})
+    insert_as_racing_collectors(store, insert)
     count_by_verb = BY_VERB.format(table="events")
     assert store._client.query(count_by_verb).result_rows == [("get", 2), (None, 2)]
     store.optimize()
@@ -162,7 +157,7 @@ def test_retention_deletes_from_it_too(new_clickhouse_store: Any) -> None:
     assert store._client.query(by_verb, settings=NO_PROJECTION).result_rows == kept
     assert store._client.query(BY_VERB.format(table=PROJECTION_ROWS)).result_rows == []
     store.optimize()  # a merge rewrites the part, with its projection
-    assert _reads_it(_plan(store, by_verb))
+    assert _reads_it(plan(store, by_verb))
     assert store._client.query(BY_VERB.format(table=PROJECTION_ROWS)).result_rows == kept
 
 
@@ -172,14 +167,8 @@ def test_the_migration_adds_it_to_an_older_store(new_clickhouse_store: Any) -> N
     store._client.command("ALTER TABLE events DROP PROJECTION by_kind")  # as stores made before
     by_verb = BY_VERB.format(table="events")
     before = store._client.query(by_verb).result_rows
-    add = KIND_PROJECTION.replace("PROJECTION by_kind", "PROJECTION IF NOT EXISTS by_kind")
-    for statement in (  # the statements of docs/scale-out.md
-        f"ALTER TABLE events MODIFY SETTING {PROJECTION_SETTINGS}",
-        f"ALTER TABLE events ADD {add}",
-        "ALTER TABLE events MATERIALIZE PROJECTION by_kind",
-    ):
-        store._client.command(statement, settings={"mutations_sync": 1})
-    assert _reads_it(_plan(store, by_verb))
+    add_projection_as_documented(store, KIND_PROJECTION, "by_kind")
+    assert _reads_it(plan(store, by_verb))
     assert store._client.query(BY_VERB.format(table=PROJECTION_ROWS)).result_rows == before
 
 
@@ -197,7 +186,7 @@ def test_the_migration_replaces_the_hour_first_order(new_clickhouse_store: Any) 
     _fill(store)
     store.optimize()
     deletes = "SELECT count() FROM events WHERE is_final AND verb = 'delete'"
-    before = _plan(store, deletes)
+    before = plan(store, deletes)
     assert _reads_it(before)
     assert store._client.query(deletes).result_rows == [(15_000,)]
     for statement in (  # the statements of docs/scale-out.md
@@ -206,7 +195,7 @@ def test_the_migration_replaces_the_hour_first_order(new_clickhouse_store: Any) 
         "ALTER TABLE events MATERIALIZE PROJECTION by_kind",
     ):
         store._client.command(statement, settings={"mutations_sync": 1})
-    after = _plan(store, deletes)
+    after = plan(store, deletes)
     assert _reads_it(after)
 
     def selected(plan: list[str]) -> int:

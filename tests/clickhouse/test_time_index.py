@@ -12,28 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from synthetic import LISTING_ROWS, fill_listing_rows
 
 pytest.importorskip("chdb", reason="chdb-core (a test dependency) runs the ClickHouse server")
 
-ROWS = 200_000  # 25 granules of 8192 rows over three daily partitions
 LISTING = (
     "SELECT request_received, audit_id, request_uri FROM events "
     "WHERE is_final AND request_uri LIKE '%/secrets/%' "
     "ORDER BY request_received DESC LIMIT 100"
 )
-
-
-def _fill(store: Any) -> None:
-    # One INSERT of synthetic rows (two clusters, one second apart, every 7th a secret), made
-    # by the server itself: only the columns the listing reads matter here.
-    store._client.command(
-        "INSERT INTO events (cluster, audit_id, stage, is_final, request_received, "
-        "request_uri, raw) SELECT if(number % 2 = 0, 'a', 'b'), toString(number), "
-        "'ResponseComplete', true, "
-        "toDateTime64('2026-01-01 00:00:00', 6, 'UTC') + toIntervalSecond(number), "
-        "if(number % 7 = 0, '/api/v1/namespaces/x/secrets/s', '/api/v1/pods'), '{}' "
-        f"FROM numbers({ROWS})"
-    )
 
 
 def test_the_events_table_has_the_time_index(new_clickhouse_store: Any) -> None:
@@ -48,7 +35,7 @@ def test_the_events_table_has_the_time_index(new_clickhouse_store: Any) -> None:
 
 def test_newest_first_listing_with_the_index_is_exact(new_clickhouse_store: Any) -> None:
     store = new_clickhouse_store()
-    _fill(store)
+    fill_listing_rows(store)
     with_index = store._client.query(LISTING, settings={"final": 0})
     without = store._client.query(
         LISTING,
@@ -56,5 +43,5 @@ def test_newest_first_listing_with_the_index_is_exact(new_clickhouse_store: Any)
     )
     assert with_index.result_rows == without.result_rows  # the same answer
     newest = [row[1] for row in with_index.result_rows]
-    expected = [str(n) for n in range(ROWS - 1, -1, -1) if n % 7 == 0][:100]
+    expected = [str(n) for n in range(LISTING_ROWS - 1, -1, -1) if n % 7 == 0][:100]
     assert newest == expected

@@ -18,17 +18,25 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from synthetic import (
+    CLUSTER_COUNTS,
+    LISTING_ROWS,
+    add_projection_as_documented,
+    fill_listing_rows,
+    insert_as_racing_collectors,
+    plan,
+    projection_sorting_key,
+)
 
 from kubetrail.cli.store import store as store_group
 from kubetrail.pipeline import ingest_paths
 from kubetrail.query import run_query
-from kubetrail.store.clickhouse_schema import PROJECTION_SETTINGS, TIME_PROJECTION
+from kubetrail.store.clickhouse_schema import TIME_PROJECTION
 
 pytest.importorskip("chdb", reason="chdb-core (a test dependency) runs the ClickHouse server")
 
 EVENT_FILES = sorted((Path(__file__).parents[1] / "data" / "events").glob("*.jsonl"))
 NO_PROJECTION = {"optimize_use_projections": 0}
-ROWS = 200_000  # 25 granules of 8192 rows over three daily partitions, two clusters
 #: Newest first over all clusters, with a filter that matches every 7th row.
 LISTING = (
     "SELECT request_received, cluster, request_uri FROM events "
@@ -49,22 +57,8 @@ QUERIES = [
 ]
 
 
-def _fill(store: Any) -> None:
-    # One INSERT made by the server: clusters 'a' and 'b' alternating, one row a second,
-    # every 7th a secret; only the columns the listing reads matter here.
-    store._client.command(
-        "INSERT INTO events (cluster, audit_id, stage, is_final, request_received, "
-        "request_uri, raw) SELECT if(number % 2 = 0, 'a', 'b'), toString(number), "
-        "'ResponseComplete', true, "
-        "toDateTime64('2026-01-01 00:00:00', 6, 'UTC') + toIntervalSecond(number), "
-        "if(number % 7 = 0, '/api/v1/namespaces/x/secrets/s', '/api/v1/pods'), '{}' "
-        f"FROM numbers({ROWS})"
-    )
-
-
-def _plan(store: Any, sql: str) -> list[str]:
-    rows = store._client.query(f"EXPLAIN actions = 1 {sql}").result_rows
-    return [str(row[0]).strip() for row in rows]
+#: The plan with its read order (``Read type: InReverseOrder``).
+_ACTIONS = "actions = 1"
 
 
 def _reads_it_backwards(plan: list[str]) -> bool:
@@ -79,11 +73,7 @@ def _listings(store: Any, settings: dict[str, Any]) -> list[Counter[str]]:
 
 def test_the_events_table_has_the_projection(new_clickhouse_store: Any) -> None:
     store = new_clickhouse_store()
-    found = store._client.query(
-        "SELECT sorting_key FROM system.projections "
-        "WHERE database = currentDatabase() AND table = 'events' AND name = 'by_time'"
-    ).result_rows
-    assert found == [(["request_received"],)]
+    assert projection_sorting_key(store, "by_time") == ["request_received"]
 
 
 def test_store_init_prints_it_for_a_dba() -> None:
@@ -95,19 +85,19 @@ def test_store_init_prints_it_for_a_dba() -> None:
 
 def test_newest_first_listings_read_it_backwards_others_do_not(new_clickhouse_store: Any) -> None:
     store = new_clickhouse_store()
-    _fill(store)
+    fill_listing_rows(store)
     store.optimize()  # one part per day: the plan does not depend on merges
-    assert _reads_it_backwards(_plan(store, LISTING))
+    assert _reads_it_backwards(plan(store, LISTING, _ACTIONS))
     compiled = run_query(store, 'uri:"/secrets/" | fields time, user, verb, uri').compiled.sql
-    assert _reads_it_backwards(_plan(store, compiled))
+    assert _reads_it_backwards(plan(store, compiled, _ACTIONS))
     with_id = LISTING.replace("cluster,", "audit_id,")  # audit_id is not in it
-    assert not any("by_time" in line for line in _plan(store, with_id))
-    counts = _plan(store, "SELECT verb, count() FROM events WHERE is_final GROUP BY verb")
+    assert not any("by_time" in line for line in plan(store, with_id, _ACTIONS))
+    counts = plan(store, "SELECT verb, count() FROM events WHERE is_final GROUP BY verb", _ACTIONS)
     assert not any("by_time" in line for line in counts)  # by_kind's job
     # The answer: the 100 newest secrets of both clusters, as without the projection.
     rows = store._client.query(LISTING, settings={"final": 0}).result_rows
     assert rows == store._client.query(LISTING, settings=NO_PROJECTION).result_rows
-    newest = [n for n in range(ROWS - 1, -1, -1) if n % 7 == 0][:100]
+    newest = [n for n in range(LISTING_ROWS - 1, -1, -1) if n % 7 == 0][:100]
     assert [row[1] for row in rows] == ["a" if n % 2 == 0 else "b" for n in newest]
 
 
@@ -128,8 +118,7 @@ def test_merges_that_drop_copies_keep_it_exact(new_clickhouse_store: Any) -> Non
         "('prod', 'a1', 'ResponseComplete', true, '2026-01-01 10:00:00.000001', '{}'),"
         " ('dev', 'a2', 'ResponseComplete', true, '2026-01-01 10:00:00.000002', '{}')"
     )
-    for token in ("one", "other"):  # racing collectors' INSERTs under different tokens
-        store._client.command(insert, settings={"insert_deduplication_token": token})
+    insert_as_racing_collectors(store, insert)
     assert store._client.query(PROJECTION_ROWS).result_rows == [("dev", 2), ("prod", 2)]
     store.optimize()
     assert store._client.query(PROJECTION_ROWS).result_rows == [("dev", 1), ("prod", 1)]
@@ -137,7 +126,7 @@ def test_merges_that_drop_copies_keep_it_exact(new_clickhouse_store: Any) -> Non
 
 def test_retention_deletes_from_it_too(new_clickhouse_store: Any) -> None:
     store = new_clickhouse_store()
-    _fill(store)
+    fill_listing_rows(store)
     cutoff = datetime(2026, 1, 2, 12)  # inside the second of three days
     kept = store._client.query(
         LISTING.replace("ORDER BY", "AND request_received >= '2026-01-02 12:00:00' ORDER BY"),
@@ -147,31 +136,21 @@ def test_retention_deletes_from_it_too(new_clickhouse_store: Any) -> None:
     # The DELETE dropped the projection of the parts it changed: they are read from the table.
     assert store._client.query(LISTING).result_rows == kept
     store.optimize()  # a merge rewrites the parts, with their projections
-    assert _reads_it_backwards(_plan(store, LISTING))
+    assert _reads_it_backwards(plan(store, LISTING, _ACTIONS))
     assert store._client.query(LISTING).result_rows == kept
-    left = store._client.query(
-        "SELECT cluster, count() FROM events GROUP BY cluster ORDER BY cluster"
-    ).result_rows
+    left = store._client.query(CLUSTER_COUNTS).result_rows
     assert store._client.query(PROJECTION_ROWS).result_rows == left
 
 
 def test_the_migration_adds_it_to_an_older_store(new_clickhouse_store: Any) -> None:
     store = new_clickhouse_store()
-    _fill(store)
+    fill_listing_rows(store)
     store._client.command("ALTER TABLE events DROP PROJECTION by_time")  # as stores made before
     store.optimize()
     before = store._client.query(LISTING).result_rows
-    assert not _reads_it_backwards(_plan(store, LISTING))
-    add = TIME_PROJECTION.replace("PROJECTION by_time", "PROJECTION IF NOT EXISTS by_time")
-    for statement in (  # the statements of docs/scale-out.md
-        f"ALTER TABLE events MODIFY SETTING {PROJECTION_SETTINGS}",
-        f"ALTER TABLE events ADD {add}",
-        "ALTER TABLE events MATERIALIZE PROJECTION by_time",
-    ):
-        store._client.command(statement, settings={"mutations_sync": 1})
-    assert _reads_it_backwards(_plan(store, LISTING))
+    assert not _reads_it_backwards(plan(store, LISTING, _ACTIONS))
+    add_projection_as_documented(store, TIME_PROJECTION, "by_time")
+    assert _reads_it_backwards(plan(store, LISTING, _ACTIONS))
     assert store._client.query(LISTING).result_rows == before
-    left = store._client.query(
-        "SELECT cluster, count() FROM events GROUP BY cluster ORDER BY cluster"
-    ).result_rows
+    left = store._client.query(CLUSTER_COUNTS).result_rows
     assert store._client.query(PROJECTION_ROWS).result_rows == left
