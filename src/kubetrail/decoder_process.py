@@ -53,6 +53,17 @@ CHUNK_BYTES = 8 * 1024 * 1024
 FAST_EVENT_BYTES = 2048
 
 
+def path_chunks(
+    paths: Sequence[str | Path], format_in: str, max_records: int, stats: UnwrapStats
+) -> Iterator[tuple[str, list[Record]]]:
+    """The records of ``paths`` in order, as ``(source name, chunk)`` (see :func:`chunked`)."""
+    for path in paths:
+        records = iter_records(path, format_in, stats)
+        name = source_name(path)
+        for chunk in chunked(records, max_records):
+            yield name, chunk
+
+
 def chunked(records: Iterator[Record], max_records: int) -> Iterator[list[Record]]:
     """``records`` in lists of at most ``max_records`` records and about :data:`CHUNK_BYTES`."""
     chunk: list[Record] = []
@@ -77,12 +88,16 @@ class DecoderProcessError(KubetrailError):
 
 @dataclass
 class DecodedTable:
-    """One decoded chunk: its table (raw-batch or event schema) and what it refused."""
+    """One decoded chunk: its table (raw-batch or event schema) and what it refused.
+
+    ``dropped`` counts the events a collector-side policy chose not to keep (in-process only).
+    """
 
     source: str
     table: pa.Table
     rejections: list[Rejection]
     records: int
+    dropped: int = 0
 
 
 def decode_chunk(
@@ -179,14 +194,12 @@ def run_child(job: dict[str, object]) -> None:
     conn = Connection(int(job["fd"]), readable=False)  # type: ignore[call-overload]
     stats = UnwrapStats()
     try:
-        for path in job["paths"]:  # type: ignore[attr-defined]
-            records = iter_records(path, str(job["format_in"]), stats)
-            name = source_name(path)
-            size = int(job["chunk_records"])  # type: ignore[call-overload]
-            for chunk in chunked(records, size):
-                decoded = decode_chunk(name, chunk, str(job["cluster"]), bool(job["redact"]))
-                conn.send(("chunk", name, decoded.records, decoded.rejections))
-                conn.send_bytes(_ipc_bytes(decoded.table))
+        size = int(job["chunk_records"])  # type: ignore[call-overload]
+        paths: list[str] = job["paths"]  # type: ignore[assignment]
+        for name, chunk in path_chunks(paths, str(job["format_in"]), size, stats):
+            decoded = decode_chunk(name, chunk, str(job["cluster"]), bool(job["redact"]))
+            conn.send(("chunk", name, decoded.records, decoded.rejections))
+            conn.send_bytes(_ipc_bytes(decoded.table))
         conn.send(("done", stats.not_audit))
     except SourceError as exc:
         conn.send(("source_error", str(exc)))

@@ -22,13 +22,13 @@ from typing import Protocol
 import pyarrow as pa
 
 from . import decoder_process
-from .decoder_process import chunked, decode_chunk
-from .model.decode import DecodedChunk, Rejection, decode_records
+from .decoder_process import DecodedTable, decode_chunk, path_chunks
+from .model.decode import DecodedChunk, decode_records
 from .model.gcpause import gc_paused
 from .model.normalize import normalize, normalize_records
 from .quarantine import Quarantine
 from .sources.containerlog import UnwrapStats
-from .sources.files import Record, iter_records, source_name
+from .sources.files import Record
 from .store.base import BatchMeta, Store, WriteResult
 
 log = logging.getLogger("kubetrail.pipeline")
@@ -97,13 +97,8 @@ class IngestSummary:
         }
 
 
-@dataclass
-class _Chunk:
-    source: str
-    table: pa.Table
-    rejections: list[Rejection]
-    records: int
-    dropped: int = 0
+#: A decoded chunk, whichever path or process decoded it.
+_Chunk = DecodedTable
 
 
 class EventTransform(Protocol):
@@ -179,24 +174,16 @@ def ingest_paths(
         batch_records = FAST_BATCH_RECORDS if use_fast else BATCH_RECORDS
     batch_size = batch_records
 
-    def chunks() -> Iterator[tuple[str, list[Record]]]:
-        for path in paths:
-            records = iter_records(path, format_in, unwrapped)
-            name = source_name(path)
-            for chunk in chunked(records, min(chunk_records, batch_size)):
-                yield name, chunk
-
+    chunk_size = min(chunk_records, batch_size)
     raw_writer = _raw_writer(store) if fast and transform is None and detector is None else None
     if raw_writer is not None and _decode_in_child(paths):
-        decoded = _child_chunks(
-            decoder_process.decoded_in_child(
-                paths,
-                cluster=cluster,
-                redact=redact,
-                format_in=format_in,
-                chunk_records=min(chunk_records, batch_size),
-                stats=unwrapped,
-            )
+        decoded = decoder_process.decoded_in_child(
+            paths,
+            cluster=cluster,
+            redact=redact,
+            format_in=format_in,
+            chunk_records=chunk_size,
+            stats=unwrapped,
         )
         summary = _store_chunks(
             store, decoded, cluster, quarantine, progress, batch_records, None, raw_writer
@@ -204,7 +191,7 @@ def ingest_paths(
     else:
         summary = ingest_batches(
             store,
-            chunks(),
+            path_chunks(paths, format_in, chunk_size, unwrapped),
             cluster,
             quarantine=quarantine,
             redact=redact,
@@ -226,14 +213,6 @@ def _decode_in_child(paths: Sequence[str | Path]) -> bool:
         return sum(Path(p).stat().st_size for p in paths) >= CHILD_DECODE_BYTES
     except OSError:
         return False  # the in-process path reports the unreadable file
-
-
-def _child_chunks(decoded: Iterator[decoder_process.DecodedTable]) -> Iterator[_Chunk]:
-    try:
-        for d in decoded:
-            yield _Chunk(d.source, d.table, d.rejections, d.records)
-    finally:
-        decoded.close()  # type: ignore[attr-defined]  # a generator: stops the child
 
 
 def ingest_batches(
@@ -360,8 +339,7 @@ def _raw_writer(store: Store) -> RawWriter | None:
 
 
 def _decode_raw(source: str, records: list[Record], cluster: str, redact: bool) -> _Chunk:
-    decoded = decode_chunk(source, records, cluster, redact, FAST_EVENT_BYTES)
-    return _Chunk(decoded.source, decoded.table, decoded.rejections, decoded.records)
+    return decode_chunk(source, records, cluster, redact, FAST_EVENT_BYTES)
 
 
 def _decode(

@@ -22,17 +22,26 @@ def events(n: int, *, first: int = 0, days: int = 4, cluster: str = "c") -> pa.T
     ``days + 1`` daily partitions; auditIDs ``<cluster>-<number>`` from ``first`` on (times
     always start at :data:`START`: slice one table for batches that share events)."""
     step = timedelta(days=days) / n
+    return final_gets(
+        cluster,
+        [(f"{cluster}-{i:06d}", START + step * (i - first)) for i in range(first, first + n)],
+    )
+
+
+def final_gets(cluster: str, keys: Sequence[tuple[str, datetime]]) -> pa.Table:
+    """Final ``get`` events of ``cluster``, one per ``(auditID, request time)``, the other
+    columns empty and the raw JSON only the auditID."""
     rows: list[dict[str, Any]] = []
-    for i in range(first, first + n):
+    for audit_id, received in keys:
         values: dict[str, Any] = dict.fromkeys(EVENT_SCHEMA.names)
         values.update(
             cluster=cluster,
-            audit_id=f"{cluster}-{i:06d}",
+            audit_id=audit_id,
             stage="ResponseComplete",
             is_final=True,
             verb="get",
-            request_received=START + step * (i - first),
-            raw=f'{{"auditID": "{cluster}-{i:06d}"}}',
+            request_received=received,
+            raw=f'{{"auditID": "{audit_id}"}}',
         )
         rows.append(values)
     return pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)

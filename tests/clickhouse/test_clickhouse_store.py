@@ -9,10 +9,9 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from synthetic import rows_without_final
+from synthetic import final_gets, rows_without_final
 
 from kubetrail.errors import StoreError
-from kubetrail.model.schema import EVENT_SCHEMA
 from kubetrail.pipeline import ingest_paths
 from kubetrail.store.base import BatchMeta, Store
 from kubetrail.store.clickhouse import ClickHouseStore
@@ -23,20 +22,11 @@ EVENT_FILES = sorted((Path(__file__).parents[1] / "data" / "events").glob("*.jso
 
 
 def batch(n: int, *, start: int = 0, cluster: str = "c", day: int = 1) -> pa.Table:
-    rows: list[dict[str, Any]] = []
-    for i in range(start, start + n):
-        values: dict[str, Any] = dict.fromkeys(EVENT_SCHEMA.names)
-        values.update(
-            cluster=cluster,
-            audit_id=f"id-{i}",
-            stage="ResponseComplete",
-            is_final=True,
-            verb="get",
-            request_received=datetime(2026, 1, day, 12, 0, 0, i % 1_000_000),
-            raw=f'{{"auditID": "id-{i}"}}',
-        )
-        rows.append(values)
-    return pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
+    keys = [
+        (f"id-{i}", datetime(2026, 1, day, 12, 0, 0, i % 1_000_000))
+        for i in range(start, start + n)
+    ]
+    return final_gets(cluster, keys)
 
 
 def test_is_a_store(new_clickhouse_store: Any) -> None:

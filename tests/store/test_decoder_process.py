@@ -129,11 +129,13 @@ def test_a_child_that_dies_without_a_word_is_an_error(tmp_path, children, monkey
 class _FailingStore(DuckDBStore):
     """A real store whose second fast-path batch fails, as a full disk would."""
 
-    writes = 0
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.writes = 0
 
     def write_raw_batches(self, tables, meta):
-        type(self).writes += 1
-        if type(self).writes == 2:
+        self.writes += 1
+        if self.writes == 2:
             for _ in tables:  # consume like a real write, then fail
                 pass
             raise StoreError("cannot write the batch: disk full")
