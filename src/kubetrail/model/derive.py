@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shlex
 from urllib.parse import parse_qsl, urlsplit
@@ -28,8 +29,19 @@ import pyarrow.compute as pc
 
 SA_PREFIX = "system:serviceaccount:"
 _SA_PATTERN = r"^system:serviceaccount:(?P<ns>[^:]+):(?P<name>[^:]+)$"
-_FINAL_STAGES = pa.array(["ResponseComplete", "Panic"])
-_EXEC_SUBRESOURCES = pa.array(["exec", "attach"])
+
+
+# Built on first use, not at import: ``pa.array`` of a list imports pandas when it is installed
+# (to ask whether the list is a pandas object), about 36 MB that an import's main process,
+# which leaves decoding to a child, never needs.
+@functools.cache
+def _final_stages() -> pa.Array:
+    return pa.array(["ResponseComplete", "Panic"])
+
+
+@functools.cache
+def _exec_subresources() -> pa.Array:
+    return pa.array(["exec", "attach"])
 
 
 def actor_kind(username: pa.Array) -> pa.Array:
@@ -67,7 +79,7 @@ def is_final(stage: pa.Array, code: pa.Array, username: pa.Array) -> pa.Array:
         pc.equal(stage, "ResponseStarted"),
         pc.or_kleene(pc.equal(code, 401), pc.is_null(username)).fill_null(False),
     )
-    return pc.or_(pc.is_in(stage, value_set=_FINAL_STAGES), failed_auth.fill_null(False))
+    return pc.or_(pc.is_in(stage, value_set=_final_stages()), failed_auth.fill_null(False))
 
 
 def audit_key(audit_id: str) -> int:
@@ -90,7 +102,7 @@ def latency_ms(received: pa.Array, stage_time: pa.Array) -> pa.Array:
 
 def commands(request_uri: pa.Array, subresource: pa.Array) -> pa.Array:
     """The exec/attach command of each event, null for every other request."""
-    wanted = pc.is_in(subresource, value_set=_EXEC_SUBRESOURCES).fill_null(False)
+    wanted = pc.is_in(subresource, value_set=_exec_subresources()).fill_null(False)
     rows = pc.indices_nonzero(wanted)
     values: list[str | None] = [None] * len(request_uri)
     for i, uri in zip(rows.to_pylist(), request_uri.take(rows).to_pylist(), strict=True):
