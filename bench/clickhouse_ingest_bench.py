@@ -1,19 +1,19 @@
 """Ingest of one large file through one collector, same events, same run: DuckDB's fast path
-(the baseline), ClickHouse as it was before issue 8e, and the two ways of decoding in a child
-process for ClickHouse that issue 8e compared.
+(the baseline), ClickHouse as it was before issue 8e, and ClickHouse now.
 
 Modes:
 
 * ``DuckDB (embedded, fast path)``: ``ingest_paths`` as ``kubetrail ingest`` runs it (the
   decoding child sends raw batches, DuckDB extracts the columns).
 * ``ClickHouse, in-process reference path (before)``: ``ingest_paths(fast=False)``, which is
-  what the pipeline did for ClickHouse before (every column built in Python, in the process of
-  the writer thread).
-* ``ClickHouse, child builds every column``: the decoding child runs the reference path
-  (``normalize``) and the parent only inserts the event tables (``write_batches``).
-* ``ClickHouse, child + server extracts (default)``: ``ingest_paths`` as ``kubetrail ingest``
-  runs it now: the child sends raw batches, the server extracts the columns
+  what the pipeline did for ClickHouse before issue 8e (every column built in Python, in the
+  process of the writer thread).
+* ``ClickHouse, child + server extracts (now)``: ``ingest_paths`` as ``kubetrail ingest``
+  runs it: the decoding child sends raw batches, the server extracts the columns
   (``ClickHouseStore.write_raw_batches``).
+
+A third ClickHouse candidate, the child building every column (the reference path) and the
+parent only inserting, was measured here in issue 8e and not kept (docs/scale-out.md).
 
 Usage::
 
@@ -39,9 +39,7 @@ from typing import Any
 import psutil
 
 from clickhouse_bench import events_file
-from kubetrail import decoder_process, pipeline
 from kubetrail.pipeline import ingest_paths
-from kubetrail.sources.containerlog import UnwrapStats
 from kubetrail.store import open_store
 from kubetrail.store.clickhouse import ClickHouseStore
 
@@ -50,8 +48,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 MODES = (
     "DuckDB (embedded, fast path)",
     "ClickHouse, in-process reference path (before)",
-    "ClickHouse, child builds every column",
-    "ClickHouse, child + server extracts (default)",
+    "ClickHouse, child + server extracts (now)",
 )
 
 
@@ -69,22 +66,6 @@ def _collector_cpu() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _child_builds_columns(store: ClickHouseStore, path: Path) -> pipeline.IngestSummary:
-    """The candidate not kept: the child runs the reference path, the parent inserts."""
-    decoded = decoder_process.decoded_in_child(
-        [str(path)],
-        cluster="bench",
-        redact=True,
-        format_in="auto",
-        chunk_records=pipeline.CHUNK_RECORDS,
-        stats=UnwrapStats(),
-        fast_event_bytes=-1,
-    )
-    return pipeline._store_chunks(
-        store, decoded, "bench", None, None, pipeline.BATCH_RECORDS, None, None
-    )
-
-
 def one(mode: str, path: Path, workdir: Path, url: str, server: psutil.Process) -> dict[str, float]:
     """Ingest the file once into a fresh store of ``mode``."""
     if mode.startswith("DuckDB"):
@@ -99,8 +80,6 @@ def one(mode: str, path: Path, workdir: Path, url: str, server: psutil.Process) 
         start = time.perf_counter()
         if "before" in mode:
             summary = ingest_paths(store, [str(path)], "bench", fast=False)
-        elif "child builds" in mode:
-            summary = _child_builds_columns(store, path)
         else:
             summary = ingest_paths(store, [str(path)], "bench")
         seconds = time.perf_counter() - start
@@ -124,7 +103,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ktbench"))
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--modes", default="", help="comma-separated mode numbers (1-4): a subset")
+    parser.add_argument("--modes", default="", help="comma-separated mode numbers (1-3): a subset")
     args = parser.parse_args()
     modes = [MODES[int(n) - 1] for n in args.modes.split(",")] if args.modes else list(MODES)
     print(f"load average at the start: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")

@@ -130,11 +130,9 @@ def decoded_in_child(
     format_in: str,
     chunk_records: int,
     stats: UnwrapStats,
-    fast_event_bytes: int = FAST_EVENT_BYTES,
 ) -> Iterator[DecodedTable]:
     """The decoded chunks of ``paths``, decoded by a child process, in input order.
 
-    ``fast_event_bytes``: as :func:`decode_chunk`'s (``-1``: every chunk in the event schema).
     ``stats`` receives the child's count of container-log lines that were not audit events
     once every chunk was read. Closing the iterator early stops the child.
     """
@@ -145,7 +143,6 @@ def decoded_in_child(
         "redact": redact,
         "format_in": format_in,
         "chunk_records": chunk_records,
-        "fast_event_bytes": fast_event_bytes,
         "fd": write_fd,
     }
     try:
@@ -200,8 +197,7 @@ def run_child(job: dict[str, object]) -> None:
         size = int(job["chunk_records"])  # type: ignore[call-overload]
         paths: list[str] = job["paths"]  # type: ignore[assignment]
         for name, chunk in path_chunks(paths, str(job["format_in"]), size, stats):
-            fast = int(job.get("fast_event_bytes", FAST_EVENT_BYTES))  # type: ignore[call-overload]
-            decoded = decode_chunk(name, chunk, str(job["cluster"]), bool(job["redact"]), fast)
+            decoded = decode_chunk(name, chunk, str(job["cluster"]), bool(job["redact"]))
             conn.send(("chunk", name, decoded.records, decoded.rejections))
             conn.send_bytes(_ipc_bytes(decoded.table))
         conn.send(("done", stats.not_audit))
