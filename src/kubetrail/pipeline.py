@@ -154,9 +154,10 @@ def ingest_paths(
         format_in: ``auto`` (default: detected per file), ``jsonl``, ``cri`` or ``docker``
             (container logs, see :mod:`kubetrail.sources.containerlog`).
         detector: runs the stateless detection rules on each batch once it is committed.
-        fast: let a store that can (DuckDB) extract the columns from the raw JSON itself
-            (:mod:`kubetrail.model.rawbatch`); the same rows, faster. Without a transform
-            and a detector only, which need the whole table in Python. Default ``True``.
+        fast: let a store that can (DuckDB; ClickHouse for imports decoded in the child)
+            extract the columns from the raw JSON itself (:mod:`kubetrail.model.rawbatch`);
+            the same rows, faster. Without a transform and a detector only, which need the
+            whole table in Python. Default ``True``.
 
     Returns:
         The counts of what was read, stored, skipped as duplicate, refused and skipped as not
