@@ -1,22 +1,34 @@
-"""Ingest through one collector, same events, same run: DuckDB's fast path, and ClickHouse with
-the pipeline's queue of 1 decoded chunk (before) and of 8 (``ClickHouseStore.write_queue_chunks``).
+"""Ingest of one large file through one collector, same events, same run: DuckDB's fast path
+(the baseline), ClickHouse as it was before issue 8e, and ClickHouse now.
 
-A third mode, the server extracting the columns from the raw JSON, was measured here on
-2026-11-23 (35,893 events/s against 46,737 for the queue of 8 alone) and removed as no faster;
-docs/scale-out.md keeps the numbers.
+Modes:
+
+* ``DuckDB (embedded, fast path)``: ``ingest_paths`` as ``kubetrail ingest`` runs it (the
+  decoding child sends raw batches, DuckDB extracts the columns).
+* ``ClickHouse, in-process reference path (before)``: ``ingest_paths(fast=False)``, which is
+  what the pipeline did for ClickHouse before issue 8e (every column built in Python, in the
+  process of the writer thread).
+* ``ClickHouse, child + server extracts (now)``: ``ingest_paths`` as ``kubetrail ingest``
+  runs it: the decoding child sends raw batches, the server extracts the columns
+  (``ClickHouseStore.write_raw_batches``).
+
+A third ClickHouse candidate, the child building every column (the reference path) and the
+parent only inserting, was measured here in issue 8e and not kept (docs/scale-out.md).
 
 Usage::
 
-    python bench/clickhouse_ingest_bench.py --events 1000000 --workdir /tmp/ktq --repeat 1
+    python bench/clickhouse_ingest_bench.py --events 1000000 --workdir /tmp/kt8e --repeat 2
 
 A ClickHouse 26 server is started from ``chdb-core`` on 127.0.0.1 (``tests/clickhouse_server.py``)
 and stopped at the end. Each round ingests into fresh stores, the modes in turns; the table
-gives the median of the rounds: seconds, events/s, collector CPU and server CPU seconds.
+gives the median of the rounds: seconds, events/s, collector CPU (its own process and the
+decoding child's) and server CPU seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import time
@@ -35,8 +47,8 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
 MODES = (
     "DuckDB (embedded, fast path)",
-    "ClickHouse, queue of 1 (before)",
-    "ClickHouse, queue of 8 (default)",
+    "ClickHouse, in-process reference path (before)",
+    "ClickHouse, child + server extracts (now)",
 )
 
 
@@ -45,6 +57,13 @@ def _cpu(process: psutil.Process | None) -> float:
         return 0.0
     times = process.cpu_times()
     return float(times.user + times.system)
+
+
+def _collector_cpu() -> float:
+    """CPU seconds of this process and of its finished (waited-for) children: the decoder."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def one(mode: str, path: Path, workdir: Path, url: str, server: psutil.Process) -> dict[str, float]:
@@ -56,21 +75,23 @@ def one(mode: str, path: Path, workdir: Path, url: str, server: psutil.Process) 
         store: Any = open_store(db)
     else:
         store = ClickHouseStore(url, database=f"fp_{uuid.uuid4().hex[:8]}")
-        if "before" in mode:
-            store.write_queue_chunks = 1
     try:
-        cpu0, server0 = time.process_time(), _cpu(server)
+        cpu0, server0 = _collector_cpu(), _cpu(server)
         start = time.perf_counter()
-        summary = ingest_paths(store, [str(path)], "bench")
+        if "before" in mode:
+            summary = ingest_paths(store, [str(path)], "bench", fast=False)
+        else:
+            summary = ingest_paths(store, [str(path)], "bench")
         seconds = time.perf_counter() - start
         found = {
             "seconds": seconds,
             "rate": summary.read / seconds,
-            "collector_cpu": time.process_time() - cpu0,
+            "collector_cpu": _collector_cpu() - cpu0,
             "server_cpu": _cpu(server) - server0 if not mode.startswith("DuckDB") else 0.0,
         }
         assert summary.stored == summary.read, summary
         if isinstance(store, ClickHouseStore):
+            assert store.count() == summary.read
             store._client.command(f"DROP DATABASE {store.database}")
         return found
     finally:
@@ -82,19 +103,23 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ktbench"))
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--modes", default="", help="comma-separated mode numbers (1-3): a subset")
     args = parser.parse_args()
+    modes = [MODES[int(n) - 1] for n in args.modes.split(",")] if args.modes else list(MODES)
     print(f"load average at the start: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
     path = events_file(args.workdir, args.events)
+    print(f"events file: {path.stat().st_size / 1e6:.0f} MB")
     from clickhouse_server import ClickHouseServer
 
     server = ClickHouseServer(args.workdir / f"clickhouse-{uuid.uuid4().hex[:8]}").start()
     try:
         assert server.process is not None
         process = psutil.Process(server.process.pid)
-        runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
+        runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
         for _ in range(args.repeat):
-            for mode in MODES:
+            for mode in modes:
                 runs[mode].append(one(mode, path, args.workdir, server.url, process))
+                print(f"  {mode}: {runs[mode][-1]['rate']:,.0f} events/s", flush=True)
     finally:
         server.stop()
     print(f"\n{args.events:,} events, median of {args.repeat} round(s)\n")

@@ -154,9 +154,10 @@ def ingest_paths(
         format_in: ``auto`` (default: detected per file), ``jsonl``, ``cri`` or ``docker``
             (container logs, see :mod:`kubetrail.sources.containerlog`).
         detector: runs the stateless detection rules on each batch once it is committed.
-        fast: let a store that can (DuckDB) extract the columns from the raw JSON itself
-            (:mod:`kubetrail.model.rawbatch`); the same rows, faster. Without a transform
-            and a detector only, which need the whole table in Python. Default ``True``.
+        fast: let a store that can (DuckDB; ClickHouse for imports decoded in the child)
+            extract the columns from the raw JSON itself (:mod:`kubetrail.model.rawbatch`);
+            the same rows, faster. Without a transform and a detector only, which need the
+            whole table in Python. Default ``True``.
 
     Returns:
         The counts of what was read, stored, skipped as duplicate, refused and skipped as not
@@ -175,7 +176,8 @@ def ingest_paths(
     batch_size = batch_records
 
     chunk_size = min(chunk_records, batch_size)
-    raw_writer = _raw_writer(store) if fast and transform is None and detector is None else None
+    fast_path = fast and transform is None and detector is None
+    raw_writer = _raw_writer(store, in_child=True) if fast_path else None
     if raw_writer is not None and _decode_in_child(paths):
         decoded = decoder_process.decoded_in_child(
             paths,
@@ -332,9 +334,15 @@ class _Detections:
                 log.error("detections failed on a batch: %s", exc)
 
 
-def _raw_writer(store: Store) -> RawWriter | None:
-    """The store's fast-path writer, when it has one (see :mod:`kubetrail.model.rawbatch`)."""
+def _raw_writer(store: Store, *, in_child: bool = False) -> RawWriter | None:
+    """The store's fast-path writer, when it has one (see :mod:`kubetrail.model.rawbatch`).
+
+    A store may take raw batches only from the decoding child (ClickHouse:
+    ``raw_batches_in_process = False``).
+    """
     writer = getattr(store, "write_raw_batches", None)
+    if not in_child and not getattr(store, "raw_batches_in_process", True):
+        return None
     return writer if callable(writer) else None
 
 

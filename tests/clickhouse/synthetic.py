@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,14 +53,22 @@ def rows_without_final(store: ClickHouseStore, table: str = "events") -> int:
     return int(found.result_rows[0][0])
 
 
+def _write_batch(store: ClickHouseStore, index: int, table: pa.Table, meta: BatchMeta) -> None:
+    store.write_batch(table, meta)
+
+
 def race(
-    collectors: Sequence[ClickHouseStore], batches: Sequence[pa.Table], jitter: float = 0.01
+    collectors: Sequence[ClickHouseStore],
+    batches: Sequence[pa.Table],
+    jitter: float = 0.01,
+    write: Callable[[ClickHouseStore, int, pa.Table, BatchMeta], None] = _write_batch,
 ) -> None:
     """Every collector writes every batch (as a retried webhook batch reaching them all), at once.
 
     A barrier starts each batch on all collectors together; a delay of up to ``jitter`` seconds
     each spreads their duplicate checks before, between and after the others' INSERTs. Bounded:
-    each thread gets 120 s; an error in one is raised here.
+    each thread gets 120 s; an error in one is raised here. ``write(store, collector_index,
+    table, meta)`` stores one batch (default: ``store.write_batch``).
     """
     start = threading.Barrier(len(collectors), timeout=60)
     errors: list[BaseException] = []
@@ -72,7 +80,7 @@ def race(
                 start.wait()
                 threading.Event().wait(delays.uniform(0, jitter))
                 cluster = str(table.column("cluster")[0])
-                store.write_batch(table, BatchMeta(cluster, "webhook", f"b{number}-{index}"))
+                write(store, index, table, BatchMeta(cluster, "webhook", f"b{number}-{index}"))
         except BaseException as exc:  # reported by the caller's thread
             errors.append(exc)
             start.abort()

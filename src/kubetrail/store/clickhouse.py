@@ -34,6 +34,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,8 +45,9 @@ import pyarrow.compute as pc
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from ..errors import ConfigError, StoreError
+from ..model.rawbatch import RAW_SCHEMA
 from ..model.schema import COLUMN_NAMES, EVENT_SCHEMA
-from . import clickhouse_chain
+from . import clickhouse_chain, clickhouse_raw
 from .base import EVENTS_TABLE, BatchMeta, StoreStats, WriteResult
 from .clickhouse_arrow import bind_positional, empty_arrow, to_arrow
 from .clickhouse_pieces import (
@@ -59,7 +61,7 @@ from .clickhouse_pieces import (
     shards_of_rows,
 )
 from .clickhouse_schema import BATCH_COLUMNS, SCHEMA_VERSION, retention_ddl, schema_ddl
-from .duckdb import _first_of_each_key
+from .duckdb import _RAW_KEY, _first_of_each_key, _first_rows
 
 #: Settings of reads with ``exact_reads`` (and of ``verify``): FINAL everywhere. Copies of an
 #: event always share a daily partition (the request time is in the key): FINAL need not merge
@@ -98,6 +100,10 @@ class ClickHouseStore:
     #: by default): while the server stores a batch, decoding runs on into the next one
     #: (1.33x the events/s through one collector, docs/scale-out.md "Run I").
     write_queue_chunks = 8
+    #: The pipeline sends raw batches (:meth:`write_raw_batches`) only from its decoding child
+    #: (large imports, :mod:`kubetrail.decoder_process`): decoded in the collector's own
+    #: process, the server extracting the columns was no faster (docs/scale-out.md, "Run I").
+    raw_batches_in_process = False
 
     def __init__(
         self,
@@ -130,6 +136,9 @@ class ClickHouseStore:
                 autogenerate_session_id=False,  # stateless: collectors share the client safely
             )
         self.read_settings = dict(EXACT_READ_SETTINGS if exact_reads else READ_SETTINGS)
+        # Raw pieces' bodies are compressed as insert_arrow compresses the event tables.
+        written = self._client.write_compression
+        self._body_compression = written if written in ("lz4", "zstd") else None
         self._side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubetrail-ch-write")
         self._inserts = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kubetrail-ch-piece")
         if create:
@@ -192,16 +201,45 @@ class ClickHouseStore:
                 chunks.append(table)
         if not chunks:
             return WriteResult(0, 0)
-        return self._write(pa.concat_tables(chunks), meta)
+        return self._write(pa.concat_tables(chunks), meta, raw=False)
 
-    def _write(self, table: pa.Table, meta: BatchMeta) -> WriteResult:
-        """Store one batch's rows: the duplicate check, the pieces, the record and batch row."""
+    def write_raw_batches(self, tables: Iterable[pa.Table], meta: BatchMeta) -> WriteResult:
+        """Like :meth:`write_batches`, for the fast path's raw batches: the server extracts the
+        columns from the raw JSON (:mod:`kubetrail.store.clickhouse_raw`).
+
+        Each table has :data:`~kubetrail.model.rawbatch.RAW_SCHEMA` or the event schema (chunks
+        of large events, which took the reference path); of the latter only the raw-batch
+        columns are sent, and the server derives the rest from the same JSON by the same rules,
+        so that a piece stays one INSERT, one block, one token. Everything else is
+        :meth:`write_batches`' own: one duplicate check, the pieces, the chain record and the
+        batch row.
+        """
+        chunks: list[pa.Table] = []
+        for table in tables:
+            if table.schema == EVENT_SCHEMA:
+                table = table.select(RAW_SCHEMA.names)
+            elif table.schema != RAW_SCHEMA:
+                raise StoreError("batch has neither the raw-batch nor the event schema")
+            if table.num_rows:
+                chunks.append(table)
+        if not chunks:
+            return WriteResult(0, 0)
+        return self._write(pa.concat_tables(chunks), meta, raw=True)
+
+    def _write(self, table: pa.Table, meta: BatchMeta, *, raw: bool) -> WriteResult:
+        """Store one batch's rows (event or, with ``raw``, raw-batch tables): the duplicate
+        check, the pieces, the chain record and the batch row."""
         received = table.num_rows
-        table = _first_of_each_key(table)
-        # The batch id comes from the batch record, as in the embedded store (the pipeline
-        # leaves the column empty); verify names batches of unchained events by it.
-        ids = pa.repeat(pa.scalar(meta.batch_id, pa.string()), table.num_rows)
-        table = table.set_column(table.schema.get_field_index("batch_id"), "batch_id", ids)
+        if raw:  # the batch's one cluster is meta's: the key is the rest
+            keep = _first_rows(table.select(_RAW_KEY))
+            table = table if keep is None else table.take(keep)
+        else:
+            table = _first_of_each_key(table)
+            # The batch id comes from the batch record, as in the embedded store (the pipeline
+            # leaves the column empty); verify names batches of unchained events by it. (Raw
+            # pieces get it as a parameter of their INSERT.)
+            ids = pa.repeat(pa.scalar(meta.batch_id, pa.string()), table.num_rows)
+            table = table.set_column(table.schema.get_field_index("batch_id"), "batch_id", ids)
         times = table.column("request_received")
         lo, hi = pc.min(times).as_py(), pc.max(times).as_py()
         # On a cluster, the shards of the batch's auditIDs are asked at the same time as the check.
@@ -220,7 +258,10 @@ class ClickHouseStore:
         ]
         try:
             with _translated("cannot write the batch"):
-                self._insert_pieces(self._cut(table, meta.cluster, lookup))
+                pieces: list[Piece] | list[RawPiece] = self._cut(table, meta.cluster, lookup)
+                if raw:
+                    pieces = [RawPiece.of(p, meta) for p in pieces]
+                self._insert_pieces(pieces)
         except BaseException:
             wait(side)  # the events' error is the one to report
             raise
@@ -274,7 +315,7 @@ class ClickHouseStore:
         target = f"{self.database}.{'events_local' if self.cluster else EVENTS_TABLE}"
         return cut(table, target=target, cluster=cluster, shard_of_rows=shard_of_rows)
 
-    def _insert_pieces(self, pieces: Sequence[Piece]) -> None:
+    def _insert_pieces(self, pieces: Sequence[Piece | RawPiece]) -> None:
         """Insert each piece as an INSERT of its own; several at once (a batch over many days).
 
         Raises:
@@ -289,7 +330,17 @@ class ClickHouseStore:
         for future in futures:
             future.result()
 
-    def _insert_piece(self, piece: Piece) -> None:
+    def _insert_piece(self, piece: Piece | RawPiece) -> None:
+        if isinstance(piece, RawPiece):
+            # Into ``events`` like insert_arrow (on a cluster the Distributed table, which
+            # sends the block to the piece's ``insert_shard_id``).
+            self._client.command(
+                clickhouse_raw.insert_sql(f"{self.database}.{EVENTS_TABLE}"),
+                parameters=piece.parameters,
+                data=clickhouse_raw.body(piece.piece.table, self._body_compression),
+                settings=piece.piece.settings(),
+            )
+            return
         self._client.insert_arrow(
             EVENTS_TABLE, piece.table, database=self.database, settings=piece.settings()
         )
@@ -505,6 +556,20 @@ class ClickHouseStore:
     def _scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         rows = self._rows(sql, params)
         return rows[0][0] if rows else None
+
+
+@dataclass(frozen=True)
+class RawPiece:
+    """A piece of a raw batch, with the query parameters of its INSERT ... SELECT."""
+
+    piece: Piece
+    parameters: dict[str, str]
+
+    @classmethod
+    def of(cls, piece: Piece, meta: BatchMeta) -> RawPiece:
+        """The piece with the batch's cluster, source and id."""
+        params = {"cluster": meta.cluster, "source": meta.source, "batch_id": meta.batch_id}
+        return cls(piece, params)
 
 
 def _cluster_filter(cluster: str | None) -> tuple[str, dict[str, Any] | None]:
