@@ -163,17 +163,7 @@ def test_crafted_events_store_the_same_rows(new_clickhouse_store: Any, tmp_path:
     """Each crafted event changes what one rule sees (empty values, missing parts, derivations)."""
     apps = {"apiGroup": "apps", "apiVersion": "v1", "resource": "deployments", "name": "d"}
     crafted = [*CRAFTED, _cases._event(objectRef=apps)]  # plus a non-empty apiGroup
-    lines = [json.dumps(dict(e, auditID=f"id-{i}")).encode() for i, e in enumerate(crafted)]
-    items = [
-        {k: v for k, v in dict(e, auditID=f"list-{i}").items() if k not in ("kind", "apiVersion")}
-        for i, e in enumerate(CRAFTED[:6])
-    ]
-    for version in ("audit.k8s.io/v1", "audit.k8s.io/v1beta1"):
-        document = {"kind": "EventList", "apiVersion": version, "items": items}
-        lines.append(json.dumps(document).encode())
-        items = [dict(item, auditID=item["auditID"] + "b") for item in items]
-    path = tmp_path / "crafted.jsonl"
-    path.write_bytes(b"\n".join(lines) + b"\n")
+    path = _cases.crafted_file(tmp_path, crafted)
     rows = _assert_same(new_clickhouse_store, tmp_path, "crafted", [path])
     assert rows.num_rows == len(crafted) + 12
     # The cases reach both outcomes of every rule, so a wrong rule cannot pass unseen.
@@ -204,24 +194,11 @@ def _mixed_lines(count: int, seed: int) -> list[bytes]:
     chunks take the reference path), a duplicate and a twin of one key (other JSON)."""
     demo = list(generate_events(count, seed=seed))
     twin = json.dumps(dict(json.loads(demo[3]), userAgent="a different client")).encode()
-    secret_events = [
-        line for path in EVENT_FILES for line in path.read_bytes().splitlines() if b"ecret" in line
-    ]
-    bad = [b"not json", b"[1,2]", b'{"kind":"Event","apiVersion":"audit.k8s.io/v1"}']
-    eventlists = _cases.EVENTLIST_FILE.read_bytes().splitlines()[:3]
-    lines: list[bytes] = []
-    for i, line in enumerate(demo):
-        if count // 3 <= i < count // 3 + 80:
-            event = json.loads(line)
-            event["requestObject"] = {"kind": "ConfigMap", "data": {"blob": "x" * 5000}}
-            line = json.dumps(event).encode()
-        lines.append(line)
-        if i % 30 == 0:
-            lines.append(bad[i // 30 % len(bad)])
-        if i % 40 == 0 and secret_events:
-            lines.append(secret_events[i // 40 % len(secret_events)])
-        if i % 100 == 0:
-            lines.append(eventlists[i // 100 % len(eventlists)])
+    for i in range(count // 3, count // 3 + 80):
+        event = json.loads(demo[i])
+        event["requestObject"] = {"kind": "ConfigMap", "data": {"blob": "x" * 5000}}
+        demo[i] = json.dumps(event).encode()
+    lines = _cases.with_other_lines(demo)
     return [*lines, demo[10], twin]
 
 

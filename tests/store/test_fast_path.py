@@ -92,15 +92,15 @@ def test_demo_events_store_the_same_rows(tmp_path, seed):
     assert _assert_same(tmp_path, f"demo{seed}", [path], chunk_records=1000) == 6000
 
 
-def test_a_mixed_file_falls_back_line_by_line(tmp_path):
-    """Valid lines, refused lines, Secret events and EventList lines in one file."""
-    lines: list[bytes] = []
-    demo = list(generate_events(300, seed=5))
+def with_other_lines(demo: list[bytes]) -> list[bytes]:
+    """``demo`` with a refused line every 30 lines, a Secret event (from the real events) every
+    40 and an EventList line every 100. Shared with the ClickHouse fast path's tests."""
     secret_events = [
         line for path in EVENT_FILES for line in path.read_bytes().splitlines() if b"ecret" in line
     ]
     bad = [b"not json", b"[1,2]", b'{"kind":"Event","apiVersion":"audit.k8s.io/v1"}']
     eventlists = EVENTLIST_FILE.read_bytes().splitlines()[:3]
+    lines: list[bytes] = []
     for i, line in enumerate(demo):
         lines.append(line)
         if i % 30 == 0:
@@ -109,6 +109,13 @@ def test_a_mixed_file_falls_back_line_by_line(tmp_path):
             lines.append(secret_events[i // 40 % len(secret_events)])
         if i % 100 == 0:
             lines.append(eventlists[i // 100 % len(eventlists)])
+    return lines
+
+
+def test_a_mixed_file_falls_back_line_by_line(tmp_path):
+    """Valid lines, refused lines, Secret events and EventList lines in one file."""
+    demo = list(generate_events(300, seed=5))
+    lines = with_other_lines(demo)
     lines.append(demo[10])  # a duplicate of an earlier line, in another chunk
     path = tmp_path / "mixed.jsonl.gz"
     path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
@@ -248,11 +255,13 @@ CRAFTED = [
 ]
 
 
-def test_crafted_events_store_the_same_rows(tmp_path):
-    lines = [json.dumps(dict(e, auditID=f"id-{i}")).encode() for i, e in enumerate(CRAFTED)]
+def crafted_file(tmp_path: Path, crafted: list[dict]) -> Path:
+    """The crafted events as JSON lines, plus their first six in an EventList of each version
+    (12 more events). Shared with the ClickHouse fast path's tests."""
+    lines = [json.dumps(dict(e, auditID=f"id-{i}")).encode() for i, e in enumerate(crafted)]
     items = [
         {k: v for k, v in dict(e, auditID=f"list-{i}").items() if k not in ("kind", "apiVersion")}
-        for i, e in enumerate(CRAFTED[:6])
+        for i, e in enumerate(crafted[:6])
     ]
     for version in ("audit.k8s.io/v1", "audit.k8s.io/v1beta1"):
         document = {"kind": "EventList", "apiVersion": version, "items": items}
@@ -260,6 +269,11 @@ def test_crafted_events_store_the_same_rows(tmp_path):
         items = [dict(item, auditID=item["auditID"] + "b") for item in items]
     path = tmp_path / "crafted.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_crafted_events_store_the_same_rows(tmp_path):
+    path = crafted_file(tmp_path, CRAFTED)
     assert _assert_same(tmp_path, "crafted", [path]) == len(CRAFTED) + 12
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -193,15 +193,14 @@ class ClickHouseStore:
         ClickHouse wants few large inserts (each makes a part on disk, merged later), so the
         tables of a batch (the pipeline's chunks, at most ``BATCH_RECORDS`` events) are joined.
         """
-        chunks: list[pa.Table] = []
-        for table in tables:
+
+        def checked(table: pa.Table) -> pa.Table:
             if table.schema != EVENT_SCHEMA:
                 raise StoreError("batch does not have the event schema")
-            if table.num_rows:
-                chunks.append(table)
-        if not chunks:
-            return WriteResult(0, 0)
-        return self._write(pa.concat_tables(chunks), meta, raw=False)
+            return table
+
+        joined = _joined(tables, checked)
+        return self._write(joined, meta, raw=False) if joined is not None else WriteResult(0, 0)
 
     def write_raw_batches(self, tables: Iterable[pa.Table], meta: BatchMeta) -> WriteResult:
         """Like :meth:`write_batches`, for the fast path's raw batches: the server extracts the
@@ -214,17 +213,16 @@ class ClickHouseStore:
         :meth:`write_batches`' own: one duplicate check, the pieces, the chain record and the
         batch row.
         """
-        chunks: list[pa.Table] = []
-        for table in tables:
+
+        def checked(table: pa.Table) -> pa.Table:
             if table.schema == EVENT_SCHEMA:
-                table = table.select(RAW_SCHEMA.names)
-            elif table.schema != RAW_SCHEMA:
+                return table.select(RAW_SCHEMA.names)
+            if table.schema != RAW_SCHEMA:
                 raise StoreError("batch has neither the raw-batch nor the event schema")
-            if table.num_rows:
-                chunks.append(table)
-        if not chunks:
-            return WriteResult(0, 0)
-        return self._write(pa.concat_tables(chunks), meta, raw=True)
+            return table
+
+        joined = _joined(tables, checked)
+        return self._write(joined, meta, raw=True) if joined is not None else WriteResult(0, 0)
 
     def _write(self, table: pa.Table, meta: BatchMeta, *, raw: bool) -> WriteResult:
         """Store one batch's rows (event or, with ``raw``, raw-batch tables): the duplicate
@@ -596,3 +594,10 @@ def _translated(what: str) -> Iterator[None]:
 def _sha256(raw: str | None) -> str:
     """The hex SHA-256 of an event's JSON, as ClickHouse's ``lower(hex(SHA256(raw)))``."""
     return hashlib.sha256((raw or "").encode()).hexdigest()
+
+
+def _joined(tables: Iterable[pa.Table], checked: Callable[[pa.Table], pa.Table]) -> pa.Table | None:
+    """A batch's non-empty tables, each passed through ``checked``, as one table (``None``
+    when there are none): ClickHouse wants few large inserts."""
+    chunks = [t for t in map(checked, tables) if t.num_rows]
+    return pa.concat_tables(chunks) if chunks else None
