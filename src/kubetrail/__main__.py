@@ -1,5 +1,5 @@
 """``python -m kubetrail``: the same as the ``kubetrail`` command."""
 
-from .cli import main
+from .cli import run
 
-main()
+run()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from ..nopandas import refuse_pandas
 from .alerts import alerts
 from .certs import certs
 from .collect import collect
@@ -46,3 +47,10 @@ for command in (
     main.add_command(command)
 for command in (retention, verify, rules, alerts):  # issues 9 and 6
     main.add_command(command)
+
+
+def run() -> None:
+    """The ``kubetrail`` program (console script and ``python -m kubetrail``): :func:`main` in a
+    process that refuses pandas, which kubetrail never uses (:mod:`kubetrail.nopandas`)."""
+    refuse_pandas()
+    main()

@@ -28,10 +28,12 @@ __all__ = [
 #: to decoding; checkpoints wait for the end of the import instead of running at every commit
 #: (an import's commits took 40 s of 64 s per million events with DuckDB's 16 MB default).
 #: One DuckDB thread: the import's INSERTs ran on one thread anyway under a small cache, and a
-#: second worker made each 35-70 % slower (the decoding has the other core). 96 MB rather than
-#: 128 MB since the decoding moved to a child process: 40 MB less at the peak for about 6 %.
+#: second worker made each 35-70 % slower (the decoding has the other core). 128 MB: under a
+#: smaller limit DuckDB hands its freed memory back to the kernel (``malloc_trim``) hundreds of
+#: times per million events and faults it in again; 96 MB made an import about 10 % slower
+#: for 27 MB less at the peak, which the program's refusal of pandas (35 MB) now pays for.
 INGEST_SETTINGS: dict[str, Any] = {
-    "memory_limit": "96MB",
+    "memory_limit": "128MB",
     "checkpoint_threshold": "1GB",
     "threads": 1,
 }
