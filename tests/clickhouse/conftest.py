@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from clickhouse_server import ClickHouseServer
 from kubetrail.store.clickhouse import ClickHouseStore
+from testdata import EVENT_FILES
 
 #: Every test module here starts with ``pytest.importorskip("chdb", reason=...)`` (a skip in a
 #: conftest would be an error, not a skip).
@@ -61,9 +62,6 @@ def new_clickhouse_store(clickhouse_url: str) -> Iterator[StoreFactory]:
         opened[0]._client.command(f"DROP DATABASE IF EXISTS {database}")
     for store in opened:
         store.close()
-
-
-EVENT_FILES = sorted((Path(__file__).parents[1] / "data" / "events").glob("*.jsonl"))
 
 
 @pytest.fixture(scope="session")

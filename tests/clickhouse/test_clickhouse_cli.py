@@ -15,10 +15,9 @@ from kubetrail.cli.store import store as store_group
 from kubetrail.pipeline import ingest_paths
 from kubetrail.store import open_store
 from kubetrail.store.clickhouse import ClickHouseStore
+from testdata import EVENT_FILES
 
 pytest.importorskip("chdb", reason="chdb-core (a test dependency) runs the ClickHouse server")
-
-EVENT_FILES = sorted((Path(__file__).parents[1] / "data" / "events").glob("*.jsonl"))
 
 
 def test_print_cluster_ddl() -> None:

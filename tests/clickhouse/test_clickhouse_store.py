@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -15,10 +14,9 @@ from kubetrail.errors import StoreError
 from kubetrail.pipeline import ingest_paths
 from kubetrail.store.base import BatchMeta, Store
 from kubetrail.store.clickhouse import ClickHouseStore
+from testdata import EVENT_FILES
 
 pytest.importorskip("chdb", reason="chdb-core (a test dependency) runs the ClickHouse server")
-
-EVENT_FILES = sorted((Path(__file__).parents[1] / "data" / "events").glob("*.jsonl"))
 
 
 def batch(n: int, *, start: int = 0, cluster: str = "c", day: int = 1) -> pa.Table:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,10 +27,10 @@ from kubetrail.cli.store import store as store_group
 from kubetrail.pipeline import ingest_paths
 from kubetrail.query import run_query
 from kubetrail.store.clickhouse_schema import KIND_PROJECTION, PROJECTION_SETTINGS
+from testdata import EVENT_FILES
 
 pytest.importorskip("chdb", reason="chdb-core (a test dependency) runs the ClickHouse server")
 
-EVENT_FILES = sorted((Path(__file__).parents[1] / "data" / "events").glob("*.jsonl"))
 AGGREGATIONS = [
     "| stats count() by verb",
     "code>=400 | top user 10",

@@ -11,7 +11,6 @@ import math
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -21,10 +20,10 @@ from kubetrail.pipeline import ingest_paths
 from kubetrail.query import run_query
 from kubetrail.store import DuckDBStore, open_store
 from kubetrail.store.clickhouse import ClickHouseStore
+from testdata import EVENT_FILES
 
 pytest.importorskip("chdb", reason="chdb-core (a test dependency) runs the ClickHouse server")
 
-EVENT_FILES = sorted((Path(__file__).parents[1] / "data" / "events").glob("*.jsonl"))
 
 ORDERED = [
     "| stats count() by verb",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,10 +31,10 @@ from kubetrail.cli.store import store as store_group
 from kubetrail.pipeline import ingest_paths
 from kubetrail.query import run_query
 from kubetrail.store.clickhouse_schema import TIME_PROJECTION
+from testdata import EVENT_FILES
 
 pytest.importorskip("chdb", reason="chdb-core (a test dependency) runs the ClickHouse server")
 
-EVENT_FILES = sorted((Path(__file__).parents[1] / "data" / "events").glob("*.jsonl"))
 NO_PROJECTION = {"optimize_use_projections": 0}
 #: Newest first over all clusters, with a filter that matches every 7th row.
 LISTING = (

@@ -19,7 +19,6 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from synthetic import START, events, race, rows_without_final
@@ -31,10 +30,10 @@ from kubetrail.store import open_store
 from kubetrail.store.base import BatchMeta
 from kubetrail.store.clickhouse import ClickHouseStore
 from kubetrail.store.clickhouse_schema import schema_ddl
+from testdata import EVENT_FILES
 
 pytest.importorskip("chdb", reason="chdb-core (a test dependency) runs the ClickHouse server")
 
-EVENT_FILES = sorted((Path(__file__).parents[1] / "data" / "events").glob("*.jsonl"))
 QUERIES = [
     "| stats count() by verb",
     "code>=400 | stats count(), dc(user) by user | sort -count, user",

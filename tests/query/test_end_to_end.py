@@ -14,8 +14,7 @@ from kubetrail.cli.query import query
 from kubetrail.pipeline import ingest_paths
 from kubetrail.query import run_query
 from kubetrail.store import DuckDBStore, open_store
-
-EVENT_FILES = sorted((Path(__file__).parents[1] / "data" / "events").glob("*.jsonl"))
+from testdata import EVENT_FILES
 
 
 def final_events() -> list[dict[str, Any]]:

@@ -61,7 +61,7 @@ from .clickhouse_pieces import (
     shards_of_rows,
 )
 from .clickhouse_schema import BATCH_COLUMNS, SCHEMA_VERSION, retention_ddl, schema_ddl
-from .duckdb import _RAW_KEY, _first_of_each_key, _first_rows
+from .duckdb import _RAW_KEY, _first_of_each_key
 
 #: Settings of reads with ``exact_reads`` (and of ``verify``): FINAL everywhere. Copies of an
 #: event always share a daily partition (the request time is in the key): FINAL need not merge
@@ -229,8 +229,7 @@ class ClickHouseStore:
         check, the pieces, the chain record and the batch row."""
         received = table.num_rows
         if raw:  # the batch's one cluster is meta's: the key is the rest
-            keep = _first_rows(table.select(_RAW_KEY))
-            table = table if keep is None else table.take(keep)
+            table = _first_of_each_key(table, _RAW_KEY)
         else:
             table = _first_of_each_key(table)
             # The batch id comes from the batch record, as in the embedded store (the pipeline

@@ -755,9 +755,9 @@ def _first_rows(keys: pa.Table) -> pa.Array | None:
     return pc.take(keep, pc.sort_indices(keep))
 
 
-def _first_of_each_key(table: pa.Table) -> pa.Table:
+def _first_of_each_key(table: pa.Table, key: list[str] = _KEY) -> pa.Table:
     """Drop rows of the batch that repeat an earlier row's key (a file ingested twice at once)."""
-    keep = _first_rows(table.select(_KEY))
+    keep = _first_rows(table.select(key))
     return table if keep is None else table.take(keep)
 
 
