@@ -26,6 +26,7 @@ without a word, the parent raises :class:`DecoderProcessError` with its exit sta
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
@@ -81,6 +82,14 @@ def chunked(records: Iterator[Record], max_records: int) -> Iterator[list[Record
     if chunk:
         yield chunk
 
+
+#: The child collects reference cycles once per this many chunks, with the collector off in
+#: between. Reading and chunking the records outside :func:`gc_paused` still set off about a
+#: thousand young-generation collections per million events, each walking the chunk's live
+#: objects: 7 % of the child's CPU (2.9 against 2.7 s per 300,000 demo events, three pairs).
+#: The child makes almost no cycles (a caught exception's, on a rejection path), so a full
+#: collection now and then bounds them at no measurable cost.
+_COLLECT_EVERY = 64
 
 #: How long a child that sent everything gets to exit before it is killed.
 _EXIT_SECONDS = 10.0
@@ -233,10 +242,14 @@ def run_child(job: dict[str, object]) -> None:
     try:
         size = int(job["chunk_records"])  # type: ignore[call-overload]
         paths: list[str] = job["paths"]  # type: ignore[assignment]
-        for name, chunk in path_chunks(paths, str(job["format_in"]), size, stats):
-            decoded = decode_chunk(name, chunk, str(job["cluster"]), bool(job["redact"]))
-            message = ("chunk", name, decoded.records, decoded.rejections)
-            _write_message(fd, message, _ipc_bytes(decoded.table))
+        chunks = path_chunks(paths, str(job["format_in"]), size, stats)
+        with gc_paused():  # collecting every so many chunks instead: see _COLLECT_EVERY
+            for sent, (name, chunk) in enumerate(chunks, start=1):
+                decoded = decode_chunk(name, chunk, str(job["cluster"]), bool(job["redact"]))
+                message = ("chunk", name, decoded.records, decoded.rejections)
+                _write_message(fd, message, _ipc_bytes(decoded.table))
+                if sent % _COLLECT_EVERY == 0:
+                    gc.collect()
         _write_message(fd, ("done", stats.not_audit))
     except SourceError as exc:
         _write_message(fd, ("source_error", str(exc)))

@@ -6,10 +6,14 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
+import os
 import shutil
 import stat
 import sys
+import threading
+from contextlib import suppress
 from pathlib import Path
 
 import psutil
@@ -170,3 +174,54 @@ def test_chunks_end_at_their_byte_bound_before_their_count():
     small = [(i, b"{}") for i in range(1, 10_001)]
     assert [len(c) for c in decoder_process.chunked(iter(small), 4_096)] == [4_096, 4_096, 1_808]
     assert list(decoder_process.chunked(iter([]), 10)) == []
+
+
+def test_the_child_collects_cycles_between_chunks_and_leaves_the_collector_as_it_was(
+    monkeypatch,
+):
+    # The child runs with the collector off (it walked every chunk's live objects) and
+    # collects on its own every _COLLECT_EVERY chunks; run in-process here, over a real pipe.
+    monkeypatch.setattr(decoder_process, "_COLLECT_EVERY", 1)
+    collections: list[int] = []
+
+    def counted(phase: str, info: dict) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    read_fd, write_fd = os.pipe()
+    messages: list[tuple] = []
+
+    def drain() -> None:
+        with suppress(DecoderProcessError):
+            while True:
+                message, _ = decoder_process._read_message(read_fd)
+                messages.append(message)
+                if message[0] != "chunk":
+                    return
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    gc.enable()
+    gc.callbacks.append(counted)
+    try:
+        decoder_process.run_child(
+            {
+                "fd": write_fd,
+                "chunk_records": 2,
+                "paths": [str(EVENT_FILES[0])],
+                "format_in": "auto",
+                "cluster": "c",
+                "redact": True,
+            }
+        )
+        enabled_after = gc.isenabled()
+    finally:
+        gc.callbacks.remove(counted)
+        reader.join(timeout=30)
+        os.close(read_fd)
+    chunks = [m for m in messages if m[0] == "chunk"]
+    assert messages[-1][0] == "done"
+    assert len(chunks) >= 2
+    # Exactly one collection per chunk, all full ones: none set off by allocations.
+    assert collections == [2] * len(chunks)
+    assert enabled_after
