@@ -54,6 +54,21 @@ def test_same_id_at_another_time_is_another_request(new_clickhouse_store: Any) -
     assert store.count() == 30 and store.count("d") == 10
 
 
+def test_earlier_stages_of_the_same_requests_are_not_duplicates(new_clickhouse_store: Any) -> None:
+    # The duplicate check asks the server for the whole key: a request's RequestReceived,
+    # stored by the batch before, shares the auditID and time but not the stage.
+    store = new_clickhouse_store()
+    received = batch(40)
+    stage = received.schema.get_field_index("stage")
+    received = received.set_column(stage, "stage", pa.array(["RequestReceived"] * 40))
+    assert store.write_batch(received, BatchMeta("c", "s", "b1")).stored == 40
+    complete = store.write_batch(batch(60), BatchMeta("c", "s", "b2"))
+    assert (complete.stored, complete.duplicates) == (60, 0)
+    again = store.write_batch(batch(60), BatchMeta("c", "s", "b3"))
+    assert (again.stored, again.duplicates) == (0, 60)
+    assert rows_without_final(store) == 100
+
+
 def test_collectors_racing_on_one_batch_store_it_once(new_clickhouse_store: Any) -> None:
     """Several collectors write the same retried batch at the same moment (layer 2: tokens)."""
     first = new_clickhouse_store()

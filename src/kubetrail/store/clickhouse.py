@@ -54,8 +54,8 @@ from .clickhouse_pieces import (
     Piece,
     Shards,
     cut,
-    ids_table,
     key_strings,
+    keys_table,
     read_shards,
     shard_lookup,
     shards_of_rows,
@@ -369,7 +369,10 @@ class ClickHouseStore:
         (the same request exported twice, as v1 and as v1beta1) stays with the record of the
         batch that stored it: this batch stored nothing of it.
         """
-        keys = ids_table(table.column("audit_id"))
+        # The whole key on the server: the stored rows of the batch's auditIDs at other stages
+        # (a request's earlier stages, stored by the batch before) are not sent back, nor
+        # is the hash of their JSON worked out.
+        keys = keys_table(table.column("audit_id"), table.column("stage"))
         found = self._client.query_arrow(
             f"SELECT audit_id, stage, toUnixTimestamp64Micro(request_received) AS t, "
             f"lower(hex(SHA256(raw))) AS sha "
@@ -377,7 +380,7 @@ class ClickHouseStore:
             "WHERE cluster = {cluster:String} "
             "AND request_received BETWEEN toDateTime64({lo:String}, 6, 'UTC') "
             "AND toDateTime64({hi:String}, 6, 'UTC') "
-            "AND audit_id IN (SELECT audit_id FROM batch_ids)",
+            "AND (audit_id, stage) IN (SELECT audit_id, stage FROM batch_keys)",
             parameters={"cluster": cluster, "lo": _ts(lo), "hi": _ts(hi)},
             external_data=keys,
             settings={"final": 0},  # any stored copy counts; no need to merge

@@ -113,14 +113,22 @@ def read_shards(client: Client, cluster: str) -> Shards:
 def ids_table(audit_ids: pa.ChunkedArray | pa.Array) -> ExternalData:
     """The distinct auditIDs of a batch as an external table ``batch_ids (audit_id String)``."""
     ids = pa.table({"audit_id": pc.unique(audit_ids).cast(pa.string())})
+    return _external("batch_ids", ids, ["audit_id String"])
+
+
+def keys_table(audit_ids: pa.ChunkedArray, stages: pa.ChunkedArray) -> ExternalData:
+    """A batch's (auditID, stage) pairs as an external table ``batch_keys (audit_id String,
+    stage String)``; a pair given twice is sent twice (harmless to ``IN``)."""
+    pairs = pa.table({"audit_id": audit_ids.cast(pa.string()), "stage": stages.cast(pa.string())})
+    return _external("batch_keys", pairs, ["audit_id String", "stage String"])
+
+
+def _external(name: str, table: pa.Table, structure: list[str]) -> ExternalData:
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, ids.schema) as writer:
-        writer.write_table(ids)
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
     return ExternalData(
-        file_name="batch_ids",
-        data=sink.getvalue().to_pybytes(),
-        fmt="ArrowStream",
-        structure=["audit_id String"],
+        file_name=name, data=sink.getvalue().to_pybytes(), fmt="ArrowStream", structure=structure
     )
 
 
