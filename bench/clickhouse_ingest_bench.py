@@ -19,6 +19,14 @@ Usage::
 
     python bench/clickhouse_ingest_bench.py --events 1000000 --workdir /tmp/kt8e --repeat 2
 
+With ``--split-cores`` the server runs on the last core and every mode's collector (this
+process and its decoding child; the embedded store too) on the others: the production layout,
+where ClickHouse has machines of its own, scaled down to one machine. Without it everything
+shares every core, so the server's inserts and merges take CPU from the collector::
+
+    python bench/clickhouse_ingest_bench.py --events 1000000 --workdir /tmp/kt8e --repeat 2 \
+        --modes 1,3 --split-cores
+
 A ClickHouse 26 server is started from ``chdb-core`` on 127.0.0.1 (``tests/clickhouse_server.py``)
 and stopped at the end. Each round ingests into fresh stores, the modes in turns; the table
 gives the median of the rounds: seconds, events/s, collector CPU (its own process and the
@@ -28,6 +36,7 @@ decoding child's) and server CPU seconds.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import sys
@@ -98,12 +107,31 @@ def one(mode: str, path: Path, workdir: Path, url: str, server: psutil.Process) 
         store.close()
 
 
+def split_cores() -> set[int]:
+    """Pin this thread to the last core (the server started next inherits it); return the rest.
+
+    Linux applies ``sched_setaffinity(0, …)`` to the calling thread, and a process or thread
+    starts with the affinity of the thread that made it.
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise SystemExit("--split-cores needs at least 2 cores")
+    os.sched_setaffinity(0, {cores[-1]})
+    return set(cores[:-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ktbench"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--modes", default="", help="comma-separated mode numbers (1-3): a subset")
+    parser.add_argument(
+        "--split-cores",
+        action="store_true",
+        help="the server on the last core, every mode's collector on the others (the production"
+        " layout, where the server has machines of its own, scaled down to one machine)",
+    )
     args = parser.parse_args()
     modes = [MODES[int(n) - 1] for n in args.modes.split(",")] if args.modes else list(MODES)
     print(f"load average at the start: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
@@ -111,9 +139,14 @@ def main() -> None:
     print(f"events file: {path.stat().st_size / 1e6:.0f} MB")
     from clickhouse_server import ClickHouseServer
 
+    collector_cores = split_cores() if args.split_cores else None
     server = ClickHouseServer(args.workdir / f"clickhouse-{uuid.uuid4().hex[:8]}").start()
+    assert server.process is not None
+    if collector_cores is not None:
+        os.sched_setaffinity(0, collector_cores)  # this process, its threads and the decoder
+        server_cores = sorted(os.sched_getaffinity(server.process.pid))
+        print(f"server on core(s) {server_cores}, collectors on {sorted(collector_cores)}")
     try:
-        assert server.process is not None
         process = psutil.Process(server.process.pid)
         runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
         for _ in range(args.repeat):
