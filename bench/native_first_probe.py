@@ -15,8 +15,9 @@ Usage::
 
     python bench/native_first_probe.py /tmp/ingbench/demo-1000000-seed1.jsonl --memory 2GB
 
-Prints the seconds of each filter and the rows stored (DuckDB's default two threads), or the
-error that stopped it (under a small ``--memory`` the single INSERT runs out of memory).
+Prints the seconds of ``ingest_bench``'s DuckDB native reader first (the baseline, with its
+default memory limit), then of each filter and the rows stored (DuckDB's default two threads),
+or the error that stopped it (under a small ``--memory`` the single INSERT runs out of memory).
 """
 
 from __future__ import annotations
@@ -70,12 +71,24 @@ REDACTION = (
 FILTERS = {"none": "true", "checks": CHECKS, "checks+redaction": f"{CHECKS} AND {REDACTION}"}
 
 
+def native_reader_seconds(path: Path, db: str) -> float:
+    """The baseline in the same run: ``ingest_bench``'s DuckDB native reader (its defaults)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ingest_bench import DUCKDB_NATIVE
+
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", DUCKDB_NATIVE, str(path), db], check=True)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path, help="a JSON-lines file of audit events")
     parser.add_argument("--memory", default="2GB", help="DuckDB's memory_limit (default 2GB)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        native = native_reader_seconds(args.path, str(Path(tmp) / "native.duckdb"))
+        print(f"native reader (baseline, its own memory limit): process {native:.2f} s", flush=True)
         for name, where in FILTERS.items():
             db = str(Path(tmp) / f"{name}.duckdb")
             started = time.perf_counter()

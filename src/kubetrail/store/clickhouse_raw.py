@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from ..model.rawbatch import RAW_SCHEMA
 from ..model.schema import COLUMN_NAMES
+from .raw_sql import aliased, event_columns
 
 _S = "Nullable(String)"
 #: The fields the server reads out of each JSON, as one named tuple (one parse per event).
@@ -127,14 +128,8 @@ def insert_sql(target: str) -> str:
     Parameters: ``cluster``, ``source`` and ``batch_id`` (``{name:String}``).
     """
     structure = INPUT_STRUCTURE.replace("'", "\\'")
-    extracted = ",\n        ".join(f"{sql} AS {name}" for name, sql in _EXTRACTED.items())
-    columns = []
-    for name in COLUMN_NAMES:
-        if name in _DERIVED:
-            columns.append(f"{_DERIVED[name]} AS {name}")
-        else:
-            columns.append(f"x.{name} AS {name}")
-    select = ",\n    ".join(columns)
+    extracted = aliased(_EXTRACTED)
+    select = event_columns(_DERIVED)
     return f"""INSERT INTO {target} ({", ".join(COLUMN_NAMES)})
 SELECT
     {select}

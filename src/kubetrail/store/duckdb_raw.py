@@ -30,6 +30,7 @@ import json
 
 from ..model.schema import COLUMN_NAMES
 from .base import EVENTS_TABLE
+from .raw_sql import aliased, event_columns
 
 _IS_SA = (
     "starts_with(x.username, 'system:serviceaccount:') "
@@ -147,15 +148,9 @@ def insert_sql(batch_view: str, *, dedupe: bool = True) -> str:
     where the comparison could not remove anything and costs about a fifth of the INSERT.
     """
     shape = json.dumps(SHAPE, separators=(",", ":"))
-    extracted = ",\n        ".join(f"{sql} AS {name}" for name, sql in _EXTRACTED.items())
+    extracted = aliased(_EXTRACTED)
     passed = ", ".join(f"b.{name}" for name in _PASSED)
-    columns = []
-    for name in COLUMN_NAMES:
-        if name in _DERIVED:
-            columns.append(f"{_DERIVED[name]} AS {name}")
-        else:
-            columns.append(f"x.{name}")
-    select = ",\n    ".join(columns)
+    select = event_columns(_DERIVED)
     return f"""
 INSERT INTO {EVENTS_TABLE} ({", ".join(COLUMN_NAMES)})
 SELECT
