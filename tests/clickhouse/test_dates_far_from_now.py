@@ -17,6 +17,7 @@ import pytest
 from kubetrail.migrate import migrate
 from kubetrail.pipeline import ingest_paths
 from kubetrail.query import run_query
+from kubetrail.query.runner import parse_instant
 from kubetrail.store import DuckDBStore, open_store
 from kubetrail.store.clickhouse import ClickHouseStore
 
@@ -100,3 +101,24 @@ def test_migration_checks_every_day_across_the_range(
     duck, _, total = both
     report = migrate(duck, new_clickhouse_store())
     assert report.ok and report.stored == total and not report.missing
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "| timechart span=1h count()",
+        "| timechart span=1d count() by verb",
+        "| timechart span=30s count()",
+    ],
+)
+@pytest.mark.parametrize("since", [None, "1950-06-01T00:00:00Z", "2150-01-01T00:00:00Z"])
+def test_time_charts_bucket_the_same_on_both_engines(
+    both: tuple[DuckDBStore, ClickHouseStore, int], text: str, since: str | None
+) -> None:
+    """Buckets stay ``DateTime64`` on ClickHouse (a ``SECOND`` interval gave a ``DateTime``,
+    which put 1950 in 1970 and 2260 in 2106), also when the chart is counted from the
+    per-minute projection (``since`` on a whole minute)."""
+    duck, house, _ = both
+    window = {"time_from": parse_instant(since)} if since else {}
+    answers = [run_query(store, text, **window).rows() for store in (duck, house)]
+    assert answers[0] == answers[1] and answers[0]

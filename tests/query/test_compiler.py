@@ -27,7 +27,7 @@ SNAPSHOTS = {
     },
     'uri~"^/api" | timechart span=5m p95(latency)': {
         "duckdb": "SELECT TIME_BUCKET(INTERVAL '300' SECOND, request_received) AS \"time\", QUANTILE_CONT(latency_ms, 0.95) AS \"p95(latency)\" FROM events WHERE is_final = TRUE AND REGEXP_MATCHES(request_uri, '^/api') GROUP BY TIME_BUCKET(INTERVAL '300' SECOND, request_received) ORDER BY TIME_BUCKET(INTERVAL '300' SECOND, request_received)",
-        "clickhouse": 'SELECT toStartOfInterval(request_received, INTERVAL 300 SECOND) AS "time", quantileExactInclusive(0.95)(latency_ms) AS "p95(latency)" FROM events WHERE is_final = TRUE AND match(request_uri, \'^/api\') GROUP BY toStartOfInterval(request_received, INTERVAL 300 SECOND) ORDER BY toStartOfInterval(request_received, INTERVAL 300 SECOND)',
+        "clickhouse": 'SELECT toStartOfInterval(request_received, INTERVAL 300000 MILLISECOND) AS "time", quantileExactInclusive(0.95)(latency_ms) AS "p95(latency)" FROM events WHERE is_final = TRUE AND match(request_uri, \'^/api\') GROUP BY toStartOfInterval(request_received, INTERVAL 300000 MILLISECOND) ORDER BY toStartOfInterval(request_received, INTERVAL 300000 MILLISECOND)',
     },
     'annotations."a.b/c"=x | fields id': {
         "duckdb": 'SELECT audit_id AS "id" FROM events WHERE is_final = TRUE AND JSON_EXTRACT_STRING(raw, \'$."annotations"."a.b/c"\') = \'x\' ORDER BY request_received DESC',

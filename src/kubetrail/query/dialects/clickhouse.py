@@ -92,8 +92,12 @@ class ClickHouse(Dialect):
         )
 
     def time_bucket(self, ts: exp.Expression, seconds: int) -> exp.Expression:
-        width = exp.Interval(this=exp.Literal.number(seconds), unit=exp.Var(this="SECOND"))
-        return _call("toStartOfInterval", ts, width)
+        # In milliseconds: the bucket stays a DateTime64 (of 1900 to 2299, like the column);
+        # with a SECOND interval it is a DateTime, which clamps times outside 1970 to 2106.
+        millis = exp.Literal.number(seconds * 1000)
+        return _call(
+            "toStartOfInterval", ts, exp.Interval(this=millis, unit=exp.Var(this="MILLISECOND"))
+        )
 
     def timestamp(self, value: datetime) -> exp.Expression:
         text = exp.Literal.string(value.isoformat(sep=" ", timespec="microseconds"))
