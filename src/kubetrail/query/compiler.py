@@ -93,7 +93,7 @@ def compile_query(
     for stage in query.stages:
         builder.apply(stage)
     builder.cap(limit)
-    select = builder.select
+    select = builder.dialect.finish(builder.select)
     return CompiledQuery(
         select.sql(dialect=dialect),
         tuple(builder.labels),

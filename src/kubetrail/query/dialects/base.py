@@ -78,6 +78,11 @@ class Dialect:
     def array_length(self, array: exp.Expression) -> exp.Expression:
         raise NotImplementedError
 
+    def finish(self, select: exp.Select) -> exp.Select:
+        """The compiled statement, rewritten for this engine's storage when that gives the same
+        rows faster (the statement unchanged by default)."""
+        return select
+
     def byte_length(self, text: exp.Expression) -> exp.Expression:
         """The size of a string in bytes (UTF-8), not in characters."""
         raise NotImplementedError

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlglot import exp
 
 from kubetrail.query.dialects.base import Dialect, lambda_, like_pattern
+from kubetrail.query.dialects.rollup import minute_rollup
 from kubetrail.query.fields import JsonStep
 
 
@@ -102,3 +103,7 @@ class ClickHouse(Dialect):
     def timestamp(self, value: datetime) -> exp.Expression:
         text = exp.Literal.string(value.isoformat(sep=" ", timespec="microseconds"))
         return _call("toDateTime64", text, exp.Literal.number(6), exp.Literal.string("UTC"))
+
+    def finish(self, select: exp.Select) -> exp.Select:
+        # Counts over time read the by_minute projection (see dialects/rollup.py).
+        return minute_rollup(select)
