@@ -18,6 +18,17 @@ EDGE_FILES = sorted((DATA / "events-edge").glob("*.jsonl"))
 EVENTLIST_FILE = DATA / "events-derived" / "eventlist-batches-from-audit2rbac-v1.jsonl"
 
 
+def store_of_every_event() -> Any:
+    """An in-memory embedded store holding every event of tests/data/events (cluster
+    ``default``, real ingest)."""
+    from kubetrail.pipeline import ingest_paths
+    from kubetrail.store import open_store
+
+    store = open_store(":memory:")
+    ingest_paths(store, [str(p) for p in EVENT_FILES], "default")
+    return store
+
+
 def read_json_lines(path: Path) -> list[dict]:
     """The JSON objects of a file, one per non-blank line, decoded with the standard library."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -16,8 +16,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from clickhouse_server import ClickHouseServer
+from kubetrail.store import DuckDBStore
 from kubetrail.store.clickhouse import ClickHouseStore
-from testdata import EVENT_FILES
+from testdata import EVENT_FILES, store_of_every_event
 
 #: Every test module here starts with ``pytest.importorskip("chdb", reason=...)`` (a skip in a
 #: conftest would be an error, not a skip).
@@ -82,3 +83,11 @@ def store(clickhouse_url: str) -> Iterator[ClickHouseStore]:
 def rows(store: ClickHouseStore) -> list[dict[str, Any]]:
     """Every stored row as a dict of columns, for the Python predicate."""
     return store.query("SELECT * FROM events").to_pylist()
+
+
+@pytest.fixture(scope="session")
+def duckdb_store() -> Iterator[DuckDBStore]:
+    """The embedded store holding the same events as ``store``, to compare answers with."""
+    db = store_of_every_event()
+    yield db
+    db.close()

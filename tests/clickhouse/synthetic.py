@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -125,6 +126,26 @@ def insert_as_racing_collectors(store: Any, insert: str) -> None:
     that cut a retried batch differently would: ClickHouse keeps both copies until a merge."""
     for token in ("one", "other"):
         store._client.command(insert, settings={"insert_deduplication_token": token})
+
+
+def counts_around_a_merge(store: Any, insert: str, counts: str) -> tuple[list[Any], list[Any]]:
+    """The rows of the query ``counts`` after ``insert`` ran as two racing collectors, and again
+    after a merge dropped the copies."""
+    insert_as_racing_collectors(store, insert)
+    before = store._client.query(counts).result_rows
+    store.optimize()
+    return before, store._client.query(counts).result_rows
+
+
+@contextmanager
+def read_settings(store: Any, settings: dict[str, Any]) -> Iterator[None]:
+    """Read ``store`` with ``settings`` inside the block (a shared store gets its own back)."""
+    kept = store.read_settings
+    store.read_settings = settings
+    try:
+        yield
+    finally:
+        store.read_settings = kept
 
 
 def add_projection_as_documented(store: Any, projection: str, name: str) -> None:

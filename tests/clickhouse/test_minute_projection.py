@@ -10,20 +10,16 @@ DELETE and the migration of docs/scale-out.md keep it exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from synthetic import add_projection_as_documented, insert_as_racing_collectors, plan
+from synthetic import add_projection_as_documented, counts_around_a_merge, plan, read_settings
 
 from kubetrail.cli.store import store as store_group
-from kubetrail.pipeline import ingest_paths
 from kubetrail.query import compile_query, run_query
-from kubetrail.store import DuckDBStore, open_store
 from kubetrail.store.clickhouse_schema import MINUTE_PROJECTION
-from testdata import EVENT_FILES
 
 pytest.importorskip("chdb", reason="chdb-core (a test dependency) runs the ClickHouse server")
 
@@ -91,14 +87,6 @@ def filled(new_clickhouse_store: Any) -> Any:
     return store
 
 
-@pytest.fixture(scope="module")
-def duckdb_store() -> Iterator[DuckDBStore]:
-    db = open_store(":memory:")
-    ingest_paths(db, [str(p) for p in EVENT_FILES], "default")
-    yield db
-    db.close()
-
-
 def test_store_init_prints_it_for_a_dba() -> None:
     for extra in ([], ["--cluster", "prod"]):
         out = CliRunner().invoke(store_group, ["init", "--engine", "clickhouse", "--print", *extra])
@@ -123,9 +111,7 @@ def test_other_questions_do_not(filled: Any, text: str, scope: dict[str, Any]) -
     assert not _reads_it(filled, compiled), compiled
 
 
-def test_answers_are_the_embedded_stores(new_clickhouse_store: Any, duckdb_store: Any) -> None:
-    store = new_clickhouse_store()
-    ingest_paths(store, [str(p) for p in EVENT_FILES], "default")
+def test_answers_are_the_embedded_stores(store: Any, duckdb_store: Any) -> None:
     times = run_query(duckdb_store, "stage=* | stats min(time), max(time)").rows()[0]
     middle = (times[0] + (times[1] - times[0]) / 2).replace(second=0, microsecond=0)
     windows: list[dict[str, Any]] = [
@@ -144,21 +130,18 @@ def test_answers_are_the_embedded_stores(new_clickhouse_store: Any, duckdb_store
         for window in windows:
             expected = run_query(duckdb_store, text, **window).rows()
             for settings in ({"final": 0}, {"final": 0, **NO_PROJECTION}, {"final": 1}):
-                store.read_settings = settings
-                assert run_query(store, text, **window).rows() == expected, (text, window)
+                with read_settings(store, settings):
+                    assert run_query(store, text, **window).rows() == expected, (text, window)
 
 
 def test_merges_that_drop_copies_keep_it_exact(new_clickhouse_store: Any) -> None:
-    store = new_clickhouse_store()
     insert = (
         "INSERT INTO events (cluster, audit_id, stage, is_final, verb, request_received, raw) "
         "VALUES ('prod', 'a1', 'ResponseComplete', true, 'get', '2026-01-01 10:00:00.000001', "
         "'{}'), ('dev', 'a2', 'ResponseComplete', true, 'get', '2026-01-01 10:00:59.999999', '{}')"
     )
-    insert_as_racing_collectors(store, insert)
-    assert store._client.query(PROJECTION_COUNTS).result_rows == [("dev", 2), ("prod", 2)]
-    store.optimize()
-    assert store._client.query(PROJECTION_COUNTS).result_rows == [("dev", 1), ("prod", 1)]
+    before, after = counts_around_a_merge(new_clickhouse_store(), insert, PROJECTION_COUNTS)
+    assert before == [("dev", 2), ("prod", 2)] and after == [("dev", 1), ("prod", 1)]
 
 
 def test_retention_deletes_from_it_too(filled: Any) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -61,14 +60,6 @@ UNORDERED = [
     "responseStatus.code>=400 | fields id, responseStatus.message",
     "| head 20 | fields id, stage",
 ]
-
-
-@pytest.fixture(scope="module")
-def duckdb_store() -> Iterator[DuckDBStore]:
-    db = open_store(":memory:")
-    ingest_paths(db, [str(p) for p in EVENT_FILES], "default")
-    yield db
-    db.close()
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -21,8 +21,8 @@ from synthetic import (
     CLUSTER_COUNTS,
     LISTING_ROWS,
     add_projection_as_documented,
+    counts_around_a_merge,
     fill_listing_rows,
-    insert_as_racing_collectors,
     plan,
     projection_sorting_key,
 )
@@ -111,16 +111,13 @@ def test_answers_are_the_same_without_it_and_under_final(new_clickhouse_store: A
 
 
 def test_merges_that_drop_copies_keep_it_exact(new_clickhouse_store: Any) -> None:
-    store = new_clickhouse_store()
     insert = (
         "INSERT INTO events (cluster, audit_id, stage, is_final, request_received, raw) VALUES "
         "('prod', 'a1', 'ResponseComplete', true, '2026-01-01 10:00:00.000001', '{}'),"
         " ('dev', 'a2', 'ResponseComplete', true, '2026-01-01 10:00:00.000002', '{}')"
     )
-    insert_as_racing_collectors(store, insert)
-    assert store._client.query(PROJECTION_ROWS).result_rows == [("dev", 2), ("prod", 2)]
-    store.optimize()
-    assert store._client.query(PROJECTION_ROWS).result_rows == [("dev", 1), ("prod", 1)]
+    before, after = counts_around_a_merge(new_clickhouse_store(), insert, PROJECTION_ROWS)
+    assert before == [("dev", 2), ("prod", 2)] and after == [("dev", 1), ("prod", 1)]
 
 
 def test_retention_deletes_from_it_too(new_clickhouse_store: Any) -> None:

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kubetrail.pipeline import ingest_paths
-from kubetrail.store import DuckDBStore, open_store
-
-EVENTS = Path(__file__).parents[1] / "data" / "events"
-EVENT_FILES = sorted(EVENTS.glob("*.jsonl"))
+from kubetrail.store import DuckDBStore
+from testdata import store_of_every_event
 
 
 @pytest.fixture(scope="session")
 def store() -> Iterator[DuckDBStore]:
     """A store with every event of tests/data/events (real ingest, cluster ``default``)."""
-    db = open_store(":memory:")
-    ingest_paths(db, [str(p) for p in EVENT_FILES], "default")
+    db = store_of_every_event()
     yield db
     db.close()
 
