@@ -13,15 +13,25 @@ import pytest
 from sqlglot import exp
 
 from kubetrail.query import compile_query
-from kubetrail.query.dialects.rollup import minute_rollup
+from kubetrail.query.dialects import ClickHouse
+from kubetrail.query.dialects.rollup import minute_of, minute_rollup
+from kubetrail.store.clickhouse_schema import MINUTE_OF_TIME, MINUTE_PROJECTION
 
-MINUTE = "toStartOfInterval(request_received, INTERVAL 60000 MILLISECOND)"
+MINUTE = MINUTE_OF_TIME
 ON = datetime(2026, 1, 1, 12, 7)
 OFF = datetime(2026, 1, 1, 12, 7, 0, 1)
 
 
 def _sql(text: str, **scope: object) -> str:
     return compile_query(text, "clickhouse", **scope).sql  # type: ignore[arg-type]
+
+
+def test_the_rewrite_writes_the_minute_as_the_projection_keys_it() -> None:
+    # ClickHouse matches a projection's key by expression: the three must render the same.
+    time = exp.column("request_received")
+    assert minute_of(time).sql(dialect="clickhouse") == MINUTE_OF_TIME
+    assert ClickHouse().time_bucket(time, 60).sql(dialect="clickhouse") == MINUTE_OF_TIME
+    assert f"{MINUTE_OF_TIME}, count() GROUP BY" in MINUTE_PROJECTION
 
 
 def test_a_chart_on_whole_minutes_is_counted_by_the_minute() -> None:

@@ -55,10 +55,14 @@ def test_time_range() -> None:
     last = time_range({"range": "1h"}, now=NOW)
     assert last.start == NOW - timedelta(hours=1) and last.end is None and last.span() == "30s"
     assert time_range({}, now=NOW).key == "24h"
-    # A relative range starts on the whole minute before: the same chart buckets, and
-    # ClickHouse counts it from its per-minute projection.
+    # A relative range starts on the whole minute before (ClickHouse then counts its chart
+    # from the per-minute projection); its chart keeps the buckets of the length asked for.
     odd = time_range({"range": "24h"}, now=NOW + timedelta(seconds=59, microseconds=7))
     assert odd.start == NOW - timedelta(hours=24) and odd.now == NOW + timedelta(seconds=59.000007)
+    for key, span in (("15m", "10s"), ("1h", "30s"), ("24h", "15m"), ("7d", "2h")):
+        for late in (0, 1, 59):
+            later = NOW + timedelta(seconds=late, microseconds=late)
+            assert time_range({"range": key}, now=later).span() == span, (key, late)
     custom = time_range({"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"})
     assert custom.key == "custom" and custom.span() == "15m"
     assert custom.params() == {

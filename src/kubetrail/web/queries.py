@@ -65,6 +65,9 @@ class TimeRange:
         end = self.end or self.now or datetime.now(UTC).replace(tzinfo=None)
         start = self.start or end - timedelta(days=7)
         seconds = max((end - start).total_seconds(), 1)
+        if self.key not in ("custom", "all"):
+            # The length asked for, not the up to 59 s more that starting on the minute adds.
+            seconds = parse_duration(self.key).total_seconds()
         for text, size in _SPANS:
             if seconds / size <= 120:
                 return text

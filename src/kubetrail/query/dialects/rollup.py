@@ -26,6 +26,7 @@ a bound on the minute would cost the ``by_kind`` projection its pruning by hour.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 from sqlglot import exp
 
@@ -44,14 +45,15 @@ def minute_rollup(select: exp.Select) -> exp.Select:
     """``select`` rewritten to be answered from ``by_minute``, or ``select`` when it cannot be."""
     if not _counts_by_keys(select):
         return select
-    rewritten = select.copy().transform(_on_the_minute, copy=False)
+    rewritten = cast(exp.Select, select.copy().transform(_on_the_minute, copy=False))
     if any(_bare_time(column) for column in rewritten.find_all(exp.Column)):
         return select
     return rewritten
 
 
 def _counts_by_keys(select: exp.Select) -> bool:
-    source = select.args.get("from_")
+    # The FROM clause by type: sqlglot 28 renamed its key from "from" to "from_".
+    source = next((arg for arg in select.args.values() if isinstance(arg, exp.From)), None)
     table = source.this if source is not None else None
     if not isinstance(table, exp.Table) or table.name != EVENTS_TABLE or select.args.get("joins"):
         return False
@@ -77,22 +79,31 @@ def _on_the_minute(node: exp.Expression) -> exp.Expression:
     if _is_call(node, _BUCKET):
         column, width = node.expressions
         if _is_time(column) and _whole_minutes(width) and width != _ONE_MINUTE:
-            return exp.Anonymous(this=_BUCKET, expressions=[_minute_of(column), width.copy()])
+            return exp.Anonymous(this=_BUCKET, expressions=[minute_of(column), width.copy()])
     if isinstance(node, _BOUNDS) and _is_time(node.this) and _on_a_minute(node.expression):
-        return type(node)(this=_minute_of(node.this), expression=node.expression)
+        return type(node)(this=minute_of(node.this), expression=node.expression)
     return node
 
 
 def _bare_time(column: exp.Column) -> bool:
     """A use of the time that the rewrites did not put on the minute."""
+    if column.name != _TIME:
+        return False
     call = column.parent
-    return column.name == _TIME and not (
-        _is_call(call, _BUCKET) and call.expressions[1] == _ONE_MINUTE  # type: ignore[union-attr]
-    )
+    return not (isinstance(call, exp.Anonymous) and _is_minute(call))
 
 
-def _minute_of(column: exp.Expression) -> exp.Expression:
+def minute_of(column: exp.Expression) -> exp.Expression:
+    """The minute of a time, as ``by_minute`` keys it (a ``DateTime64``, rounded down).
+
+    Rendered, it is :data:`kubetrail.store.clickhouse_schema.MINUTE_OF_TIME` (a test keeps the
+    two equal: the projection matches only the same expression).
+    """
     return exp.Anonymous(this=_BUCKET, expressions=[column.copy(), _ONE_MINUTE.copy()])
+
+
+def _is_minute(call: exp.Anonymous) -> bool:
+    return call.name == _BUCKET and call.expressions[1] == _ONE_MINUTE
 
 
 def _is_call(node: exp.Expression | None, name: str) -> bool:
