@@ -128,10 +128,18 @@ def insert_as_racing_collectors(store: Any, insert: str) -> None:
         store._client.command(insert, settings={"insert_deduplication_token": token})
 
 
-def counts_around_a_merge(store: Any, insert: str, counts: str) -> tuple[list[Any], list[Any]]:
-    """The rows of the query ``counts`` after ``insert`` ran as two racing collectors, and again
-    after a merge dropped the copies."""
-    insert_as_racing_collectors(store, insert)
+#: One final 'get' in cluster 'prod' and one in 'dev', a minute apart at most.
+RACED_ROWS = (
+    "INSERT INTO events (cluster, audit_id, stage, is_final, verb, request_received, raw) "
+    "VALUES ('prod', 'a1', 'ResponseComplete', true, 'get', '2026-01-01 10:00:00.000001', "
+    "'{}'), ('dev', 'a2', 'ResponseComplete', true, 'get', '2026-01-01 10:00:59.999999', '{}')"
+)
+
+
+def counts_around_a_merge(store: Any, counts: str) -> tuple[list[Any], list[Any]]:
+    """The rows of the query ``counts`` after :data:`RACED_ROWS` went in from two racing
+    collectors (two copies of each row), and again after a merge dropped the copies."""
+    insert_as_racing_collectors(store, RACED_ROWS)
     before = store._client.query(counts).result_rows
     store.optimize()
     return before, store._client.query(counts).result_rows
